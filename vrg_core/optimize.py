@@ -39,6 +39,8 @@ METHODS: tuple[str, ...] = ("exact", "paper")
 
 # Keep each α_j strictly inside (0, 1) so the result stays strictly decreasing.
 _BOX_SHRINK = 1.0 - 1e-6
+# A flow model's σ = 1 has ᾱ = 0; it enters the problem as this ᾱ and is returned as given.
+_ALPHA_BAR_FLOOR = 1e-12
 # SLSQP's dense subproblems grow as n³: longer schedules keep the grid optimum.
 _MAX_POLISHED = 50
 # Relative slack allowed between a schedule's levels and the table's measured range.
@@ -119,8 +121,7 @@ class _Problem:
         """Loss (CPE + start penalty) and its gradient with respect to log α."""
         ab = self.alpha_bars(log_alpha)
         cpe, g_sigma = cumulative_error_grad(self.schedule(log_alpha), self.table, self.interp)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            g_ab = np.where(ab > 0, g_sigma[:-1][::-1] * dsigma_dalpha_bar(ab, self.table.kind), 0.0)
+        g_ab = g_sigma[:-1][::-1] * dsigma_dalpha_bar(ab, self.table.kind)
         gap = ab[-1] - self.start_alpha_bar
         loss = cpe + self.penalty * gap**2
         g_ab[-1] += 2.0 * self.penalty * gap
@@ -131,16 +132,12 @@ class _Problem:
 
 def _problem(s: np.ndarray, table: ErrorTable, gamma: float, start: str, lam: float, interp: Interp) -> _Problem:
     kind = table.kind
-    ab = alpha_bar_from_sigma(s[:-1][::-1], kind)
+    ab = np.maximum(alpha_bar_from_sigma(s[:-1][::-1], kind), _ALPHA_BAR_FLOOR)
     ab_end = float(alpha_bar_from_sigma(s[-1], kind))
-    with np.errstate(divide="ignore"):
-        log_alpha = np.diff(np.log(np.append(ab_end, ab)))
+    log_alpha = np.diff(np.log(np.append(ab_end, ab)))
     alpha = np.exp(log_alpha)
     radius = np.minimum(gamma, np.minimum(alpha, 1.0 - alpha)) * _BOX_SHRINK
-    with np.errstate(divide="ignore"):
-        lower, upper = np.log(alpha - radius), np.log(alpha + radius)
-    fixed = radius <= 0
-    lower[fixed] = upper[fixed] = log_alpha[fixed]
+    lower, upper = np.log(alpha - radius), np.log(alpha + radius)
     return _Problem(
         table, interp, float(s[-1]), float(np.log(ab_end)), log_alpha, lower, upper,
         lam if start == "paper" else 0.0, float(ab[-1]),
@@ -219,11 +216,10 @@ def _refine(p: _Problem, x0: np.ndarray, hold_start: bool) -> np.ndarray:
 
 def _solve_exact(p: _Problem, hold_start: bool, points: int) -> tuple[np.ndarray, str]:
     """Grid dynamic programme for the global basin, then (up to `_MAX_POLISHED` levels) SLSQP polish."""
-    hold = hold_start and bool(np.isfinite(p.base_log_alpha).all())
-    x = _dynamic_programme(p, hold, points)
+    x = _dynamic_programme(p, hold_start, points)
     status = f"grid search, {points} points a level"
     if len(x) <= _MAX_POLISHED:
-        x, status = _refine(p, x, hold), status + " + SLSQP polish"
+        x, status = _refine(p, x, hold_start), status + " + SLSQP polish"
     return x, status
 
 
@@ -342,7 +338,7 @@ def optimize_sigmas(
     else:
         log_alpha, status = _solve_paper(p, gamma, epochs, lr, seed, should_stop)
     out = p.schedule(log_alpha)
-    if start == "fixed":
+    if start == "fixed" or p.start_alpha_bar <= _ALPHA_BAR_FLOOR:
         out[0] = s[0]
     out[-1] = s[-1]
     before = cumulative_error(s, table, interp).total

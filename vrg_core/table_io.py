@@ -17,7 +17,6 @@ from pathlib import Path
 import numpy as np
 from safetensors import SafetensorError
 from safetensors.numpy import load as st_load
-from safetensors.numpy import save as st_save
 
 from .errors import VRGError
 from .error_table import ErrorTable, TableInfo, info_from_dict, info_to_json
@@ -42,8 +41,25 @@ def table_to_bytes(table: ErrorTable) -> bytes:
         "grid": str(len(table.sigmas)),
         "info": info_to_json(table.info),
     }
-    arrays = {name: np.ascontiguousarray(getattr(table, name), dtype=np.float64) for name in _ARRAYS}
-    return st_save(arrays, metadata=meta)
+    return _safetensors_bytes({name: getattr(table, name) for name in _ARRAYS}, meta)
+
+
+def _safetensors_bytes(arrays: dict[str, np.ndarray], meta: dict[str, str]) -> bytes:
+    """The safetensors layout written with sorted keys, so equal tables give equal bytes.
+
+    (The safetensors library orders metadata arbitrarily.) Arrays are stored as
+    little-endian float64; the header is padded with spaces to 8 bytes, as the format allows.
+    """
+    header: dict = {"__metadata__": meta}
+    blobs, offset = [], 0
+    for name in sorted(arrays):
+        blob = np.ascontiguousarray(arrays[name], dtype="<f8").tobytes()
+        header[name] = {"dtype": "F64", "shape": [len(arrays[name])], "data_offsets": [offset, offset + len(blob)]}
+        blobs.append(blob)
+        offset += len(blob)
+    text = json.dumps(header, sort_keys=True, separators=(",", ":")).encode("utf-8")
+    text += b" " * (-len(text) % 8)
+    return struct.pack("<Q", len(text)) + text + b"".join(blobs)
 
 
 def table_from_bytes(data: bytes, what: str = "table") -> ErrorTable:

@@ -1,0 +1,207 @@
+"""`python -m vrg_core`: optimise, profile, inspect tables, and the end-to-end demo.
+
+Every bad input ends with exit code 2 and one line `error: …` on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from .errors import VRGError
+from .error_table import ErrorTable, TableInfo, now_iso
+from .optimize import METHODS, START_MODES, OptimizeResult, optimize_sigmas
+from .error_table import INTERPOLATIONS
+from .parameterization import ModelKind
+from .table_io import load_table, official_trajectory_from_text, read_limited, save_table
+
+MAX_TEXT_BYTES = 1024 * 1024
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, no usage dump
+        raise VRGError(f"{message} (see --help)")
+
+
+def _parse_sigmas(text: str) -> np.ndarray:
+    try:
+        return np.array([float(v) for v in text.replace(" ", "").split(",") if v != ""], dtype=np.float64)
+    except ValueError:
+        raise VRGError(f"--sigmas {text[:40]!r} is not a comma-separated list of numbers") from None
+
+
+def _table_for(path: str, kind: str | None) -> ErrorTable:
+    table = load_table(path)
+    if kind is not None and ModelKind.parse(kind) != table.kind:
+        raise VRGError(f"--kind {kind} does not match the table '{Path(path).name}', which was measured on a {table.kind.value} model")
+    return table
+
+
+def result_json(r: OptimizeResult) -> dict:
+    return {
+        "sigmas": r.sigmas.tolist(),
+        "cpe_before": r.cpe_before,
+        "cpe_after": r.cpe_after,
+        "start_sigma_before": r.start_sigma_before,
+        "start_sigma_after": r.start_sigma_after,
+        "method": r.method,
+        "start": r.start,
+        "gamma": r.gamma,
+        "status": r.status,
+        "seconds": r.seconds,
+    }
+
+
+def cmd_optimize(a: argparse.Namespace) -> None:
+    table = _table_for(a.table, a.kind)
+    if (a.sigmas is None) == (a.trajectory is None):
+        raise VRGError("give exactly one of --sigmas or --trajectory")
+    if a.sigmas is not None:
+        sigmas = _parse_sigmas(a.sigmas)
+    else:
+        text = read_limited(Path(a.trajectory), MAX_TEXT_BYTES).decode("utf-8", errors="replace")
+        sigmas = official_trajectory_from_text(text, f"trajectory '{Path(a.trajectory).name}'")
+    r = optimize_sigmas(sigmas, table, gamma=a.gamma, start=a.start, lam=a.lam, method=a.method, interp=a.interp)
+    if a.json:
+        print(json.dumps(result_json(r)))
+        return
+    print(f"CPE {r.cpe_before:.7g} -> {r.cpe_after:.7g} ({100 * r.improvement:+.2f} %), start sigma "
+          f"{r.start_sigma_before:.6g} -> {r.start_sigma_after:.6g}, {r.method}/{r.start}, gamma {r.gamma:g}, {1000 * r.seconds:.1f} ms")
+    print("sigmas: " + ", ".join(f"{s:.6g}" for s in r.sigmas))
+
+
+def cmd_info(a: argparse.Namespace) -> None:
+    t = load_table(a.path)
+    info = dataclasses.asdict(t.info)
+    if a.json:
+        print(json.dumps({"kind": t.kind.value, "sigma_min": t.sigma_min, "sigma_max": t.sigma_max, "levels": len(t.sigmas),
+                          "samples": int(t.count.sum()), "info": info, "sigmas": t.sigmas.tolist(), "w": t.mean_mse.tolist(),
+                          "standard_error": t.standard_error.tolist()}))
+        return
+    print(f"{a.path}: {t.kind.value} model, {len(t.sigmas)} levels over sigma [{t.sigma_min:.5g}, {t.sigma_max:.5g}], "
+          f"{int(t.count.sum())} samples")
+    print("  " + ", ".join(f"{k}={v}" for k, v in info.items() if v not in ("", 0)))
+    print(f"  {'sigma':>12} {'w':>12} {'rel. s.e.':>10} {'bias':>10}")
+    for s, w, se, b in zip(t.sigmas, t.mean_mse, t.standard_error, t.mean_bias):
+        print(f"  {s:12.5g} {w:12.5g} {se / w:10.2%} {b:10.3g}")
+
+
+def profile_demo(name: str, grid: int, samples: int, batch: int, seed: int, progress=None) -> ErrorTable:
+    """Error table of a bundled demo model on its training digits (unconditional)."""
+    from .demo import load_demo_model
+    from .demo.data import load_digits
+    from .parameterization import noise_level_grid
+    from .profile import profile
+
+    model = load_demo_model(name)
+    images, _ = load_digits("train")
+    levels = noise_level_grid(model.sigma_min, model.sigma_max, grid, model.kind)
+    info = TableInfo(model_fingerprint=model.fingerprint, source=f"demo model '{name}' on its training digits")
+    return profile(lambda x, s, i: model.denoise(x, s, None), images, model.kind, levels, samples, batch, seed,
+                   progress=progress, info=info)
+
+
+def cmd_profile(a: argparse.Namespace) -> None:
+    t0 = time.perf_counter()
+    bar = lambda done, total: print(f"\rprofiling {done}/{total}", end="", file=sys.stderr)  # noqa: E731
+    table = profile_demo(a.model, a.grid, a.samples, a.batch, a.seed, bar)
+    print(file=sys.stderr)
+    table = ErrorTable(table.kind, table.sigmas, table.count, table.sum_mse, table.sum_mse_sq, table.sum_mean_error,
+                       dataclasses.replace(table.info, created=now_iso()))
+    save_table(table, a.out)
+    print(f"wrote {a.out}: {len(table.sigmas)} levels x {a.samples} samples in {time.perf_counter() - t0:.1f} s")
+
+
+def cmd_demo(a: argparse.Namespace) -> None:
+    import torch
+
+    from .demo import load_demo_model
+    from .demo.metric import fd_to_heldout
+    from .demo.sampling import karras_sigmas, sample_euler
+
+    t0 = time.perf_counter()
+    torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
+    model = load_demo_model("eps")
+    table = profile_demo("eps", a.grid, a.samples, 256, a.seed)
+    base = karras_sigmas(model, a.steps)
+    r = optimize_sigmas(base.numpy(), table, start="fixed")
+    noise = torch.randn((a.count, 1, 16, 16), generator=torch.Generator().manual_seed(a.seed + 1))
+    metrics = {}
+    for label, sig in (("base", base), ("vrg", torch.from_numpy(r.sigmas).float())):
+        metrics[label] = fd_to_heldout(sample_euler(model, noise, sig).clamp(-1, 1))
+    out = {"steps": a.steps, "sampler": "euler", "scheduler": "karras", "model": "demo eps (SD1.5 schedule)",
+           "samples": a.count, "metric": "FD to held-out digits (classifier features)",
+           "base_metric": metrics["base"], "vrg_metric": metrics["vrg"],
+           "cpe_before": r.cpe_before, "cpe_after": r.cpe_after,
+           "base_sigmas": base.tolist(), "vrg_sigmas": r.sigmas.tolist(), "seconds": time.perf_counter() - t0}
+    print(f"demo EPS model, euler, karras, {a.steps} steps, {a.count} samples from the same noise")
+    print(f"  CPE      base {r.cpe_before:.5g}   VRG {r.cpe_after:.5g}")
+    print(f"  FD       base {metrics['base']:.4g}   VRG {metrics['vrg']:.4g}   (lower is better)")
+    print(f"  took {out['seconds']:.1f} s")
+    if a.json:
+        print(json.dumps(out))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="python -m vrg_core", description="Variance-Reduction Guidance: optimise sampling schedules from a model's measured error.")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    o = sub.add_parser("optimize", help="optimise a schedule with an error table")
+    o.add_argument("--table", required=True, help="a VRG .safetensors table or an official MSE-vs-alpha_bar .txt/.tsv")
+    o.add_argument("--sigmas", help="comma-separated descending sigmas, e.g. '14.6,5.1,1.2,0.03,0'")
+    o.add_argument("--trajectory", help="an official alpha_bar trajectory file")
+    o.add_argument("--kind", help="model kind the sigmas belong to (checked against the table)")
+    o.add_argument("--gamma", default="auto", help="learning portion, or 'auto' (0.05 up to 10 steps, else 0.01)")
+    o.add_argument("--start", default="fixed", choices=START_MODES)
+    o.add_argument("--lam", type=float, default=100.0, help="start penalty for --start paper")
+    o.add_argument("--method", default="exact", choices=METHODS)
+    o.add_argument("--interp", default="loglog", choices=INTERPOLATIONS)
+    o.add_argument("--json", action="store_true", help="print one JSON object")
+    o.set_defaults(run=cmd_optimize)
+
+    i = sub.add_parser("info", help="a table's metadata and error curve")
+    i.add_argument("path")
+    i.add_argument("--json", action="store_true")
+    i.set_defaults(run=cmd_info)
+
+    pr = sub.add_parser("profile", help="profile a bundled demo model into a table file")
+    pr.add_argument("--model", default="eps", choices=("eps", "flow"))
+    pr.add_argument("--out", required=True)
+    pr.add_argument("--grid", type=int, default=32, help="noise levels")
+    pr.add_argument("--samples", type=int, default=64, help="samples per level")
+    pr.add_argument("--batch", type=int, default=256)
+    pr.add_argument("--seed", type=int, default=0)
+    pr.set_defaults(run=cmd_profile)
+
+    d = sub.add_parser("demo", help="profile the demo model, optimise 10 steps, sample base vs VRG, compare FD")
+    d.add_argument("--steps", type=int, default=10)
+    d.add_argument("--grid", type=int, default=32)
+    d.add_argument("--samples", type=int, default=64)
+    d.add_argument("--count", type=int, default=2000, help="samples per schedule for the metric")
+    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--json", action="store_true", help="end with one JSON line")
+    d.set_defaults(run=cmd_demo)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        args.run(args)
+    except VRGError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        print(f"error: {e.filename or ''}: {e.strerror or e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    return 0
