@@ -1,0 +1,86 @@
+"""The command line, run as users run it: `python -m vrg_core …` in a subprocess."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from vrg_core.cli import main
+from vrg_core.error_table import ErrorTable
+from vrg_core.parameterization import ModelKind, noise_level_grid
+from vrg_core.table_io import save_table
+
+ROOT = Path(__file__).resolve().parents[1]
+KEYS = {"sigmas", "cpe_before", "cpe_after", "start_sigma_before", "start_sigma_after", "method", "seconds"}
+
+
+def run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "vrg_core", *args], cwd=ROOT, capture_output=True, text=True, timeout=600)
+
+
+@pytest.fixture()
+def table_file(tmp_path) -> Path:
+    grid = noise_level_grid(0.0292, 14.61, 16, ModelKind.EPS)
+    return save_table(ErrorTable.from_mean_error(ModelKind.EPS, grid, 1 / (1 + grid**2)), tmp_path / "t.safetensors")
+
+
+def test_optimize_json_on_official_files(reference):
+    p = run("optimize", "--table", str(reference / "vrg_official_mse_vs_alpha_bar_cifar10.tsv"),
+            "--trajectory", str(reference / "vrg_official_trajectory_1-010-time_quadratic.txt"),
+            "--start", "paper", "--gamma", "0.01", "--interp", "paper", "--json")
+    assert p.returncode == 0, p.stderr
+    lines = p.stdout.strip().splitlines()
+    assert len(lines) == 1
+    out = json.loads(lines[0])
+    assert KEYS <= out.keys()
+    assert out["cpe_before"] == pytest.approx(0.5013875, rel=1e-6) and out["cpe_after"] <= 0.41895
+    assert len(out["sigmas"]) == 11 and out["sigmas"][-1] == 0
+
+
+def test_optimize_sigmas_and_info(table_file):
+    p = run("optimize", "--table", str(table_file), "--sigmas", "14.61,6.0,2.0,0.6,0.1,0", "--kind", "eps", "--json")
+    assert p.returncode == 0, p.stderr
+    out = json.loads(p.stdout)
+    assert out["sigmas"][0] == 14.61 and out["start_sigma_after"] == 14.61 and out["cpe_after"] <= out["cpe_before"]
+    assert np.all(np.diff(out["sigmas"]) < 0)
+    p = run("info", str(table_file))
+    assert p.returncode == 0 and "eps model, 16 levels" in p.stdout
+
+
+def test_info_json(table_file, capsys):
+    assert main(["info", str(table_file), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["kind"] == "eps" and out["levels"] == 16 and len(out["w"]) == 16
+
+
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["optimize", "--table", "{t}", "--sigmas", "1,2,0"], "decrease strictly"),
+        (["optimize", "--table", "{t}", "--sigmas", "a,b"], "not a comma-separated list"),
+        (["optimize", "--table", "{t}", "--sigmas", "nan,1,0"], "NaN"),
+        (["optimize", "--table", "{t}", "--sigmas", "3,1,0", "--kind", "const"], "does not match"),
+        (["optimize", "--table", "{t}", "--sigmas", "3,1,0", "--gamma", "x"], "gamma"),
+        (["optimize", "--table", "{t}"], "exactly one of"),
+        (["optimize", "--table", "missing.safetensors", "--sigmas", "3,1,0"], "does not exist"),
+        (["optimize", "--table", "{bad}", "--sigmas", "3,1,0"], "not a safetensors file"),
+        (["optimize", "--table", "{t}", "--sigmas", "3,1,0", "--start", "free"], "invalid choice"),
+        (["info", "{bad}"], "not a safetensors file"),
+        (["nonsense"], "invalid choice"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(args, needle, table_file, tmp_path, capsys):
+    bad = tmp_path / "bad.safetensors"
+    bad.write_text('{"not": "a table"}')
+    assert main([a.format(t=table_file, bad=bad) for a in args]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and needle in lines[0], lines
+
+
+def test_bad_input_in_a_real_process_has_no_traceback():
+    p = run("optimize", "--table", "missing.safetensors", "--sigmas", "3,1,0")
+    assert p.returncode == 2 and "Traceback" not in p.stderr
+    assert p.stderr.strip().splitlines() == ["error: file 'missing.safetensors' does not exist; check the name"]
