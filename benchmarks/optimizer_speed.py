@@ -67,7 +67,7 @@ def main() -> None:
     for steps in (5, 10, 20, 50, 100, 1000):
         s = karras(steps, 0.02, 150.0)
         for start in ("fixed", "paper"):
-            t, r = timed(lambda: optimize_sigmas(s, table, start=start), a.repeats if steps <= 100 else 1)
+            t, r = timed(lambda s=s, start=start: optimize_sigmas(s, table, start=start), a.repeats if steps <= 100 else 1)
             print(f"  {steps:6d} {start:>6} {r.cpe_before:12.6g} {r.cpe_after:12.6g} {100 * r.improvement:+7.2f}% {t:9.4f}")
 
 

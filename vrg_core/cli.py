@@ -150,7 +150,8 @@ def cmd_demo(a: argparse.Namespace) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="python -m vrg_core", description="Variance-Reduction Guidance: optimise sampling schedules from a model's measured error.")
+    p = _Parser(prog="python -m vrg_core",
+                description="Variance-Reduction Guidance: optimise sampling schedules from a model's measured error.")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     o = sub.add_parser("optimize", help="optimise a schedule with an error table")

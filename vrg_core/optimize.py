@@ -159,7 +159,7 @@ def _dynamic_programme(p: _Problem, hold_start: bool, points: int) -> np.ndarray
     if hold_start:
         lo = np.maximum(lo, base[-1] - np.append(np.cumsum(p.upper[::-1])[::-1][1:], 0.0))
         hi = np.minimum(hi, base[-1] - np.append(np.cumsum(p.lower[::-1])[::-1][1:], 0.0))
-    grids = [np.unique(np.append(np.linspace(l, h, points), b)) for l, h, b in zip(lo, hi, base)]
+    grids = [np.unique(np.append(np.linspace(a, z, points), b)) for a, z, b in zip(lo, hi, base)]
     if hold_start:
         grids[-1] = base[-1:]
     prev_y, prev_sigma = np.array([p.log_ab_end]), np.array([p.end_sigma])

@@ -114,7 +114,8 @@ def schedule_png(result: OptimizeResult, table: ErrorTable, width: int = 640, he
     before = cumulative_error(result.base_sigmas, table, result.interp).per_step
     after = cumulative_error(result.sigmas, table, result.interp).per_step
     k = np.arange(len(before))
-    bottom = _Axes((80, height // 2 + 40, width - 20, height - 50), (-0.5, len(k) - 0.5), (0, float(max(before.max(), after.max())) * 1.1), False, False)
+    y_top = float(max(before.max(), after.max())) * 1.1
+    bottom = _Axes((80, height // 2 + 40, width - 20, height - 50), (-0.5, len(k) - 0.5), (0, y_top), False, False)
     bar = max(1.0, (bottom.box[2] - bottom.box[0]) / (2.5 * len(k)))
     for vals, colour, shift in ((before, GREY, -bar / 2), (after, BLUE, bar / 2)):
         for (px, py), (_, p0) in zip(bottom.points(k, vals), bottom.points(k, np.zeros_like(vals))):
