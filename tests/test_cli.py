@@ -60,7 +60,7 @@ def test_info_json(table_file, capsys):
     "args, needle",
     [
         (["optimize", "--table", "{t}", "--sigmas", "1,2,0"], "decrease strictly"),
-        (["optimize", "--table", "{t}", "--sigmas", "a,b"], "not a comma-separated list"),
+        (["optimize", "--table", "{t}", "--sigmas", "a,b"], "is not a number"),
         (["optimize", "--table", "{t}", "--sigmas", "nan,1,0"], "NaN"),
         (["optimize", "--table", "{t}", "--sigmas", "3,1,0", "--kind", "const"], "does not match"),
         (["optimize", "--table", "{t}", "--sigmas", "3,1,0", "--gamma", "x"], "gamma"),

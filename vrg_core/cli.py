@@ -13,10 +13,10 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-import numpy as np
 
 from .errors import VRGError
 from .error_table import ErrorTable, TableInfo, now_iso
+from .objective import schedule_from_text
 from .optimize import METHODS, START_MODES, OptimizeResult, optimize_sigmas
 from .error_table import INTERPOLATIONS
 from .parameterization import ModelKind
@@ -28,13 +28,6 @@ MAX_TEXT_BYTES = 1024 * 1024
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str):  # one line, no usage dump
         raise VRGError(f"{message} (see --help)")
-
-
-def _parse_sigmas(text: str) -> np.ndarray:
-    try:
-        return np.array([float(v) for v in text.replace(" ", "").split(",") if v != ""], dtype=np.float64)
-    except ValueError:
-        raise VRGError(f"--sigmas {text[:40]!r} is not a comma-separated list of numbers") from None
 
 
 def _table_for(path: str, kind: str | None) -> ErrorTable:
@@ -64,7 +57,7 @@ def cmd_optimize(a: argparse.Namespace) -> None:
     if (a.sigmas is None) == (a.trajectory is None):
         raise VRGError("give exactly one of --sigmas or --trajectory")
     if a.sigmas is not None:
-        sigmas = _parse_sigmas(a.sigmas)
+        sigmas = schedule_from_text(a.sigmas, "--sigmas")
     else:
         text = read_limited(Path(a.trajectory), MAX_TEXT_BYTES).decode("utf-8", errors="replace")
         sigmas = official_trajectory_from_text(text, f"trajectory '{Path(a.trajectory).name}'")

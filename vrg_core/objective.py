@@ -10,6 +10,7 @@ with w from the error table. This is the official `accumulate_variance`, term by
 from __future__ import annotations
 
 import dataclasses
+import re
 
 import numpy as np
 import torch
@@ -50,6 +51,23 @@ def as_schedule(sigmas, name: str = "sigmas") -> np.ndarray:
             "pass a sampler schedule such as the output of a scheduler node"
         )
     return s
+
+
+_SEPARATORS = re.compile(r"[\s,;\[\]()]+")
+MAX_SCHEDULE_TEXT = 100_000
+
+
+def schedule_from_text(text: str, name: str = "sigmas text") -> np.ndarray:
+    """A schedule from numbers separated by commas, semicolons or spaces (brackets allowed)."""
+    if len(text) > MAX_SCHEDULE_TEXT:
+        raise VRGError(f"{name} is {len(text)} characters long; a schedule fits in {MAX_SCHEDULE_TEXT}")
+    values = []
+    for token in filter(None, _SEPARATORS.split(text)):
+        try:
+            values.append(float(token))
+        except ValueError:
+            raise VRGError(f"{name}: {token[:40]!r} is not a number; give numbers separated by commas") from None
+    return as_schedule(values, name)
 
 
 def cumulative_error(sigmas, table: ErrorTable, interp: Interp = "loglog") -> CumulativeError:
