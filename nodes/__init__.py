@@ -1,0 +1,22 @@
+"""ComfyUI adapters over `vrg_core`, one module per concern. Imported only inside ComfyUI."""
+
+from __future__ import annotations
+
+from typing_extensions import override
+
+from comfy_api.latest import ComfyExtension, io
+
+from . import demo, images, optimize, profile, schedule, scheduler, tables, text
+
+
+class VRGExtension(ComfyExtension):
+    @override
+    async def get_node_list(self) -> list[type[io.ComfyNode]]:
+        return [*profile.NODES, *optimize.NODES, *tables.NODES, *schedule.NODES, *text.NODES, *images.NODES,
+                *scheduler.NODES, *demo.NODES]
+
+
+async def comfy_entrypoint() -> VRGExtension:
+    tables.register_folder()
+    scheduler.register_scheduler()
+    return VRGExtension()

@@ -1,0 +1,97 @@
+"""VRG Apply and the `vrg` scheduler: the stock KSampler samples the optimised schedule.
+
+VRG Apply attaches a table and settings to the MODEL's `model_sampling` (an object patch, as
+the ModelSampling* nodes do). The `vrg` scheduler, registered in ComfyUI's shared
+SCHEDULER_HANDLERS and SCHEDULER_NAMES in place, reads them back, builds the base
+scheduler's sigmas and optimises them.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import logging
+
+import torch
+
+import comfy.samplers
+from comfy_api.latest import io
+
+from ..vrg_core.error_table import ErrorTable
+from ..vrg_core.errors import VRGError
+from ..vrg_core.optimize import optimize_sigmas
+from .common import CATEGORY, ErrorTableIO, report
+from .host import table_warnings
+from .optimize import gamma_input, start_input
+
+NAME = "vrg"
+ATTRIBUTE = "vrg_settings"
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    table: ErrorTable
+    base_scheduler: str
+    gamma: float | str
+    start: str
+
+
+def base_scheduler_names() -> list[str]:
+    """Every registered scheduler (other packs' too) but `vrg` itself."""
+    return [n for n in comfy.samplers.SCHEDULER_NAMES if n != NAME]
+
+
+def vrg_scheduler(model_sampling, steps: int) -> torch.Tensor:
+    settings: Settings | None = getattr(model_sampling, ATTRIBUTE, None)
+    if settings is None:
+        raise VRGError("the 'vrg' scheduler needs a VRG Apply node: connect the model through VRG Apply (with an "
+                       "error table) before this sampler, or pick another scheduler")
+    base = comfy.samplers.calculate_sigmas(model_sampling, settings.base_scheduler, steps)
+    result = optimize_sigmas(base, settings.table, gamma=settings.gamma, start=settings.start)
+    logging.info("[VRG] vrg scheduler (%s, %d steps): CPE %.6g -> %.6g", settings.base_scheduler, steps,
+                 result.cpe_before, result.cpe_after)
+    return torch.tensor(result.sigmas, dtype=torch.float32)
+
+
+def register_scheduler() -> None:
+    """Add `vrg` to ComfyUI's scheduler dict and name list in place (other nodes hold these very objects)."""
+    comfy.samplers.SCHEDULER_HANDLERS.setdefault(NAME, comfy.samplers.SchedulerHandler(vrg_scheduler))
+    if NAME not in comfy.samplers.SCHEDULER_NAMES:
+        comfy.samplers.SCHEDULER_NAMES.append(NAME)
+
+
+class VRGApply(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="VRGApply",
+            display_name="VRG Apply",
+            category=CATEGORY,
+            description="Attaches an error table to the model so that any sampler using the 'vrg' scheduler (the "
+                        "stock KSampler too) samples the base scheduler's sigmas optimised for this model.",
+            inputs=[
+                io.Model.Input("model", tooltip="The model to sample with."),
+                ErrorTableIO.Input("table", tooltip="This model's error table."),
+                io.Combo.Input("base_scheduler", options=base_scheduler_names(), default="simple",
+                               tooltip="The schedule the 'vrg' scheduler starts from and optimises."),
+                gamma_input(),
+                start_input(),
+            ],
+            outputs=[io.Model.Output(display_name="model")],
+            hidden=[io.Hidden.unique_id],
+        )
+
+    @classmethod
+    def execute(cls, model, table, base_scheduler, gamma, start) -> io.NodeOutput:
+        if base_scheduler not in comfy.samplers.SCHEDULER_HANDLERS or base_scheduler == NAME:
+            raise VRGError(f"base scheduler {base_scheduler!r} is not available; pick one of the listed schedulers")
+        warnings = table_warnings(table, model)
+        patched = model.clone()
+        sampling = copy.copy(patched.get_model_object("model_sampling"))  # shares its tensors; adds one attribute
+        setattr(sampling, ATTRIBUTE, Settings(table, base_scheduler, gamma or "auto", start))
+        patched.add_object_patch("model_sampling", sampling)
+        text = f"scheduler 'vrg' = {base_scheduler} optimised with this {table.kind.value} table (start {start})"
+        return io.NodeOutput(patched, ui=report(cls, text, warnings))
+
+
+NODES = [VRGApply]

@@ -1,0 +1,71 @@
+"""The frontend served by the real server, in Debian's headless Chromium."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import pytest
+
+from comfy_server import PACK, http_json
+from workflows import NODE_IDS, WORKFLOWS, api_prompt
+
+APP_READY = "window.app && window.app.graph && window.LiteGraph && window.app.canvas"
+ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
+CHROMIUM = Path("/usr/bin/chromium")
+
+ADD_NODE = """
+(() => {
+  const node = LiteGraph.createNode("VRGOptimizeSigmas");
+  app.graph.add(node);
+  node.pos = [420, 120];
+  app.canvas.setDirty(true, true);
+  return {category: node.constructor.category, title: node.title, inputs: node.inputs.map((i) => i.name),
+          widgets: node.widgets.map((w) => w.name), count: app.graph.nodes.length};
+})()
+"""
+
+LOAD_TEMPLATE = """
+(async (name) => {
+  const workflow = await (await fetch(`/api/workflow_templates/%s/${name}.json`)).json();
+  await app.loadGraphData(workflow);
+  const thumbnail = await fetch(`/api/workflow_templates/%s/${name}.jpg`);
+  return {prompt: (await app.graphToPrompt()).output, thumbnail: thumbnail.status,
+          type: thumbnail.headers.get("content-type")};
+})
+""" % (PACK, PACK)
+
+
+def inputs_only(prompt: dict) -> dict:
+    return {node_id: {"class_type": node["class_type"], "inputs": node["inputs"]} for node_id, node in prompt.items()}
+
+
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium")
+def test_frontend_loads_registers_nodes_and_templates(server, template_files):
+    from cdp import Browser  # aiohttp: a ComfyUI requirement
+
+    assert sorted(http_json(f"{server.url}/workflow_templates")[PACK]) == sorted(WORKFLOWS)
+
+    async def session():
+        async with Browser(str(CHROMIUM)) as browser:
+            await browser.goto(server.url, APP_READY)
+            registered = await browser.evaluate(
+                "Object.keys(LiteGraph.registered_node_types).filter((t) => t.startsWith('VRG'))")
+            assert set(registered) == NODE_IDS
+            added = await browser.evaluate(ADD_NODE)
+            assert added["category"] == "sampling/vrg" and added["title"] == "VRG Optimize Sigmas"
+            assert {"sigmas", "table", "model"} <= set(added["inputs"]) and "gamma" in added["widgets"]
+            for name in sorted(WORKFLOWS, key=lambda n: n == "vrg_demo_cpu"):  # the demo last, for the screenshot
+                nodes = WORKFLOWS[name]
+                loaded = await browser.evaluate(f"({LOAD_TEMPLATE})({json.dumps(name)})")
+                assert inputs_only(loaded["prompt"]) == api_prompt(nodes), f"{name}.json differs from workflows.py"
+                assert loaded["thumbnail"] == 200 and loaded["type"] == "image/jpeg"
+            await asyncio.sleep(1)
+            ARTIFACTS.mkdir(exist_ok=True)
+            shot = await browser.screenshot(ARTIFACTS / "frontend.png")
+            print(f"\nfrontend screenshot (demo workflow loaded): {shot}")
+            return browser.errors
+
+    errors = asyncio.run(session())
+    assert errors == [], "JavaScript errors:\n" + "\n".join(errors)

@@ -1,0 +1,75 @@
+"""A real ComfyUI server (main.py --cpu) running the example workflows over its HTTP API."""
+
+from __future__ import annotations
+
+import time
+import urllib.error
+
+import pytest
+from PIL import Image
+
+from comfy_server import http_json
+from workflows import DEMO_TABLE, WORKFLOWS, api_prompt
+
+TEMPLATES = ["vrg_sd15", "vrg_sdxl", "vrg_flux_dev"]
+
+
+def post(server, prompt: dict) -> dict:
+    try:
+        return http_json(f"{server.url}/prompt", {"prompt": prompt, "client_id": "vrg-tests"})
+    except urllib.error.HTTPError as e:
+        pytest.fail(f"ComfyUI refused the prompt: {e.read().decode()[:3000]}")
+
+
+def finished(server, prompt_id: str, timeout: float = 300) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        entry = http_json(f"{server.url}/history/{prompt_id}").get(prompt_id)
+        if entry:  # a prompt has a history entry once it has finished, well or not
+            return entry
+        if time.monotonic() > deadline:
+            pytest.fail(f"prompt {prompt_id} did not finish in {timeout} s; see {server.log}")
+        time.sleep(0.5)
+
+
+def node_ids(name: str) -> dict:
+    return {key: str(i) for i, (key, _, _) in enumerate(WORKFLOWS[name], 1)}
+
+
+def test_demo_workflow_end_to_end(server):
+    started = time.monotonic()
+    entry = finished(server, post(server, api_prompt(WORKFLOWS["vrg_demo_cpu"]))["prompt_id"])
+    print(f"\ndemo workflow over HTTP: {time.monotonic() - started:.1f} s from POST /prompt to its history entry")
+    assert entry["status"]["status_str"] == "success", entry["status"]
+    ids, outputs = node_ids("vrg_demo_cpu"), entry["outputs"]
+    optimized = outputs[ids["optimize"]]
+    base, sigmas = optimized["base_sigmas"], optimized["sigmas"]
+    assert sigmas != base and sigmas[0] == base[0] and sigmas[-1] == base[-1] == 0
+    assert optimized["cpe"][1] < optimized["cpe"][0] and optimized["images"]  # the plot preview
+    assert outputs[ids["profile"]]["images"]
+    for save in ("save", "save_k"):
+        images = outputs[ids[save]]["images"]
+        assert len(images) == 8
+        with Image.open(server.base / "output" / images[0]["subfolder"] / images[0]["filename"]) as image:
+            assert image.size == (128, 128)
+    assert outputs[ids["save_table"]]["files"] == [f"{DEMO_TABLE}.safetensors"]
+    assert (server.base / "models" / "vrg" / f"{DEMO_TABLE}.safetensors").is_file()
+
+    reload = {"1": {"class_type": "VRGLoadErrorTable", "inputs": {"name": f"{DEMO_TABLE}.safetensors"}},
+              "2": {"class_type": "VRGErrorTableToText", "inputs": {"table": ["1", 0]}},
+              "3": {"class_type": "PreviewAny", "inputs": {"source": ["2", 0]}}}
+    entry = finished(server, post(server, reload)["prompt_id"])
+    assert entry["status"]["status_str"] == "success", entry["status"]
+    assert entry["outputs"]["1"]["text"][0].startswith("eps table") and "24 levels" in entry["outputs"]["1"]["text"][0]
+    assert entry["outputs"]["3"]["text"][0].startswith("VRG1:")
+
+
+@pytest.mark.parametrize("name", TEMPLATES)
+def test_templates_pass_prompt_validation(server, template_files, name):
+    """The real host accepts each template (model files named as in the template, not real weights)."""
+    answer = post(server, api_prompt(WORKFLOWS[name]))
+    assert answer["node_errors"] == {}
+    entry = finished(server, answer["prompt_id"])  # then fails loading the empty stand-in checkpoint
+    assert entry["status"]["status_str"] == "error"
+    failed = [m[1] for m in entry["status"]["messages"] if m[0] == "execution_error"]
+    assert failed and failed[0]["node_type"] == "CheckpointLoaderSimple", failed
