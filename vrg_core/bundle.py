@@ -184,7 +184,7 @@ def demo_sampling(model) -> dict:
 def build_demo_bundle(
     base_schedule: BaseSchedule,
     schedulers: Iterable[str] = ("simple", "normal", "karras", "exponential", "beta"),
-    steps: Iterable[int] = (5, 10, 20, 30),
+    steps: Iterable[int] = tuple(range(5, 51)),
     grid: int = 48,
     samples_per_level: int = 64,
     bundle_dir: Path = BUNDLE_DIR,

@@ -228,9 +228,9 @@ def test_load_schedule_precomputed_and_on_the_fly(run, demo, comfy):
     out = run("VRGLoadSchedule", schedule="demo_eps", base_scheduler="karras", steps=10)
     assert out[0].tolist() == pytest.approx(stored["sigmas"], rel=1e-6) and "precomputed" in out.ui["text"][0]
     assert out[1].kind.value == "eps"
-    fresh = run("VRGLoadSchedule", schedule="demo_eps", base_scheduler="karras", steps=7, model=demo["model"])
-    base = base_sigmas(demo["model"], "karras", 7)
-    assert len(fresh[0]) == 8 and fresh[0][0] == base[0] and not torch.equal(fresh[0], base)
+    fresh = run("VRGLoadSchedule", schedule="demo_eps", base_scheduler="karras", steps=60, model=demo["model"])
+    base = base_sigmas(demo["model"], "karras", 60)
+    assert len(fresh[0]) == 61 and fresh[0][0] == base[0] and not torch.equal(fresh[0], base)
     assert "precomputed" not in fresh.ui["text"][0]
     flow = run("VRGLoadSchedule", schedule="demo_flow", base_scheduler="simple", steps=13)[0]
     assert flow[0] == 1.0 and flow[-1] == 0
