@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import comfy.model_sampling as sampling
 
-from ..vrg_core.bundle import model_fingerprint
+from ..vrg_core.fingerprint import model_fingerprint
 from ..vrg_core.error_table import ErrorTable
 from ..vrg_core.errors import VRGError
 from ..vrg_core.parameterization import ModelKind

@@ -27,15 +27,15 @@ Base schedules come from the host (ComfyUI's own schedulers), so `write_bundle_e
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
-from typing import Callable, Iterable, Mapping
+from typing import Callable, Iterable
 
 import numpy as np
 import torch
 
 from .errors import VRGError
+from .fingerprint import model_fingerprint
 from .error_table import ErrorTable, TableInfo, now_iso
 from .objective import as_schedule
 from .optimize import OptimizeResult, auto_gamma, optimize_sigmas
@@ -51,22 +51,6 @@ OPTIMIZER = {"gamma": "auto", "start": "fixed", "method": "exact", "interp": "lo
 SAMPLING_TYPES = ("discrete", "discrete_flow")
 
 BaseSchedule = Callable[[ModelKind, dict, str, int], "np.ndarray | torch.Tensor"]
-
-
-def model_fingerprint(tensors: Mapping[str, torch.Tensor], samples: int = 16) -> str:
-    """16 hex digits identifying model weights: every tensor's name, shape, dtype and a few values.
-
-    Values are sampled (at most `samples` a tensor, evenly strided) so that a multi-GB model
-    fingerprints in well under a second. The same weights in another precision give another
-    fingerprint.
-    """
-    digest = hashlib.sha256()
-    for name in sorted(tensors):
-        flat = tensors[name].detach().reshape(-1)
-        picks = flat[:: max(1, flat.numel() // samples)][:samples]
-        digest.update(f"{name}|{tuple(tensors[name].shape)}|{flat.dtype}|".encode())
-        digest.update(picks.to("cpu", torch.float32).numpy().tobytes())
-    return digest.hexdigest()[:16]
 
 
 # ---- reading ------------------------------------------------------------------------------

@@ -91,6 +91,10 @@ def test_profile_with_cfg_records_guidance_and_fingerprint(demo, comfy):
     table = demo["table"]
     assert table.info.cfg == 2.0 and table.info.dataset_size == 32
     assert table.info.model_fingerprint == comfy.pack.nodes.host.fingerprint(demo["model"])
+    # the CLI and the engine name the same demo model the same way
+    from vrg_pack.vrg_core.demo import load_demo_model
+
+    assert load_demo_model("eps").fingerprint == table.info.model_fingerprint
     assert np.all(table.mean_mse > 0)
 
 

@@ -16,7 +16,8 @@ import torch
 
 from ..errors import VRGError
 from .nets import ClassifierConfig, DigitClassifier
-from .store import WEIGHTS_DIR, fingerprint, load_tensors
+from ..fingerprint import model_fingerprint
+from .store import WEIGHTS_DIR, load_tensors
 
 CLASSIFIER_PATH = WEIGHTS_DIR / "digit_classifier.safetensors"
 STATS_PREFIX = "heldout_stats."
@@ -62,7 +63,7 @@ def load_classifier() -> Classifier:
                          int(tensors.pop(STATS_PREFIX + "count")))
     net = DigitClassifier(ClassifierConfig.from_dict(info["config"]))
     net.load_state_dict({k: v.float() for k, v in tensors.items()})
-    return Classifier(net.eval().requires_grad_(False), stats, fingerprint(tensors))
+    return Classifier(net.eval().requires_grad_(False), stats, model_fingerprint(net.state_dict()))
 
 
 @torch.no_grad()

@@ -26,7 +26,8 @@ import torch.nn.functional as F
 from ..errors import VRGError
 from ..parameterization import ModelKind, discrete_vp_sigmas
 from .nets import CONTEXT_DIM, NO_DIGIT, DemoUNet, UNetConfig
-from .store import WEIGHTS_DIR, fingerprint, load_tensors
+from ..fingerprint import model_fingerprint
+from .store import WEIGHTS_DIR, load_tensors
 
 MODEL_NAMES = ("eps", "flow")
 TIMESTEPS = 1000
@@ -129,10 +130,10 @@ def build_model(name: str, tensors: dict[str, torch.Tensor], info: dict) -> Demo
     net.eval().requires_grad_(False)
     if kind is ModelKind.EPS:
         return DemoModel(name=name, kind=kind, net=net, sigmas=eps_sigma_table(),
-                         log_sigmas=eps_log_sigma_table(), fingerprint=fingerprint(tensors))
+                         log_sigmas=eps_log_sigma_table(), fingerprint=model_fingerprint(net.state_dict()))
     if kind is ModelKind.CONST:
         shift = float(info["shift"])
-        return DemoModel(name=name, kind=kind, net=net, sigmas=flow_sigma_table(shift), fingerprint=fingerprint(tensors),
+        return DemoModel(name=name, kind=kind, net=net, sigmas=flow_sigma_table(shift), fingerprint=model_fingerprint(net.state_dict()),
                          shift=shift, multiplier=float(info["multiplier"]))
     raise VRGError(f"demo models are eps or const, not {kind.value}")
 

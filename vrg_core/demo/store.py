@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import tempfile
@@ -49,13 +48,3 @@ def load_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
     if INFO_KEY not in metadata:
         raise VRGError(f"{path} is not a demo weight file (no {INFO_KEY!r} metadata)")
     return tensors, json.loads(metadata[INFO_KEY])
-
-
-def fingerprint(tensors: dict[str, torch.Tensor]) -> str:
-    """A short (16 hex digits) hash of tensor names, dtypes, shapes and values."""
-    digest = hashlib.sha256()
-    for name in sorted(tensors):
-        tensor = tensors[name].detach().contiguous().cpu()
-        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
-        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()[:16]

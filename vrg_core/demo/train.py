@@ -28,7 +28,7 @@ from .metric import (CLASSIFIER_PATH, Classifier, classifier_features, fd_to_hel
 from .models import FLOW_MULTIPLIER, FLOW_SHIFT, build_model, eps_sigma_table, weights_path
 from .nets import NO_DIGIT, ClassifierConfig, DemoUNet, DigitClassifier, UNetConfig
 from .sampling import sample_euler, simple_sigmas
-from .store import fingerprint, load_tensors, save_tensors
+from .store import load_tensors, save_tensors
 
 SEED = 0
 THREADS = 2
@@ -235,7 +235,7 @@ def run_diffusion(name: str, minutes: float, steps: int | None, png_dir: Path | 
     path = weights_path(name)
     save_tensors(path, tensors, info)
     log(f"[{name}] {sum(p.numel() for p in net.parameters())} params, {done} steps in {seconds:.0f} s, "
-        f"{path.stat().st_size / 1e6:.2f} MB, fingerprint {fingerprint(tensors)}, "
+        f"{path.stat().st_size / 1e6:.2f} MB, "
         f"forward {forward_throughput(net):.0f} samples/s at batch 256")
     evaluate_samples(name, load_classifier(), png_dir)
 
