@@ -106,8 +106,7 @@ def cmd_profile(a: argparse.Namespace) -> None:
     bar = lambda done, total: print(f"\rprofiling {done}/{total}", end="", file=sys.stderr)  # noqa: E731
     table = profile_demo(a.model, a.grid, a.samples, a.batch, a.seed, bar)
     print(file=sys.stderr)
-    table = ErrorTable(table.kind, table.sigmas, table.count, table.sum_mse, table.sum_mse_sq, table.sum_mean_error,
-                       dataclasses.replace(table.info, created=now_iso()))
+    table = dataclasses.replace(table, info=dataclasses.replace(table.info, created=now_iso()))
     save_table(table, a.out)
     print(f"wrote {a.out}: {len(table.sigmas)} levels x {a.samples} samples in {time.perf_counter() - t0:.1f} s")
 
@@ -193,7 +192,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except OSError as e:
-        print(f"error: {e.filename or ''}: {e.strerror or e}", file=sys.stderr)
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"error: {where}{e.strerror or e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 
 from ..errors import VRGError
+from ..table_io import write_atomic
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 # The metadata key holding the file's JSON description (config, schedule, training facts).
@@ -20,18 +19,8 @@ INFO_KEY = "vrg_demo"
 
 def save_tensors(path: Path, tensors: dict[str, torch.Tensor], info: dict) -> None:
     """Write `tensors` and `info` (JSON-able) to `path` atomically (temp file + rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file({k: v.detach().contiguous() for k, v in tensors.items()}, tmp,
-                  metadata={INFO_KEY: json.dumps(info, sort_keys=True)})
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    data = save({k: v.detach().contiguous() for k, v in tensors.items()}, metadata={INFO_KEY: json.dumps(info, sort_keys=True)})
+    write_atomic(Path(path), data)
 
 
 def load_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
