@@ -90,10 +90,6 @@ def load_bundled_table(name: str, bundle_dir: Path = BUNDLE_DIR) -> ErrorTable:
     return load_table(path)
 
 
-def precomputed_steps(name: str, scheduler: str, bundle_dir: Path = BUNDLE_DIR) -> list[int]:
-    return sorted(int(n) for n in bundled_entry(name, bundle_dir).get("schedules", {}).get(scheduler, {}))
-
-
 def bundled_schedule(
     name: str, scheduler: str, steps: int, base_sigmas=None, bundle_dir: Path = BUNDLE_DIR,
 ) -> OptimizeResult:
