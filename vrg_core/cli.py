@@ -30,6 +30,34 @@ class _Parser(argparse.ArgumentParser):
         raise VRGError(f"{message} (see --help)")
 
 
+def at_least(low: int):
+    """An argparse type: a whole number ≥ `low`."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be at least {low}, got {value}")
+        return value
+
+    return parse
+
+
+def table_out_path(text: str) -> Path:
+    """An argparse type: where a new table goes — a .safetensors name in a folder that exists or can be made."""
+    path = Path(text)
+    if path.suffix.lower() != ".safetensors":
+        raise argparse.ArgumentTypeError(f"{text!r} must end in .safetensors, e.g. 'my_model.safetensors'")
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text!r} is a folder; give a file name ending in .safetensors")
+    existing = next(p for p in path.absolute().parents if p.exists())
+    if not existing.is_dir():
+        raise argparse.ArgumentTypeError(f"'{existing}' is a file, so {text!r} cannot be created; pick another folder")
+    return path
+
+
 def _table_for(path: str, kind: str | None) -> ErrorTable:
     table = load_table(path)
     if kind is not None and ModelKind.parse(kind) != table.kind:
@@ -166,18 +194,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     pr = sub.add_parser("profile", help="profile a bundled demo model into a table file")
     pr.add_argument("--model", default="eps", choices=("eps", "flow"))
-    pr.add_argument("--out", required=True)
-    pr.add_argument("--grid", type=int, default=32, help="noise levels")
-    pr.add_argument("--samples", type=int, default=64, help="samples per level")
-    pr.add_argument("--batch", type=int, default=256)
+    pr.add_argument("--out", required=True, type=table_out_path, help="the table file to write (.safetensors)")
+    pr.add_argument("--grid", type=at_least(2), default=32, help="noise levels")
+    pr.add_argument("--samples", type=at_least(1), default=64, help="samples per level")
+    pr.add_argument("--batch", type=at_least(1), default=256)
     pr.add_argument("--seed", type=int, default=0)
     pr.set_defaults(run=cmd_profile)
 
     d = sub.add_parser("demo", help="profile the demo model, optimise 10 steps, sample base vs VRG, compare FD")
-    d.add_argument("--steps", type=int, default=10)
-    d.add_argument("--grid", type=int, default=32)
-    d.add_argument("--samples", type=int, default=64)
-    d.add_argument("--count", type=int, default=2000, help="samples per schedule for the metric")
+    d.add_argument("--steps", type=at_least(1), default=10)
+    d.add_argument("--grid", type=at_least(2), default=32)
+    d.add_argument("--samples", type=at_least(1), default=64)
+    d.add_argument("--count", type=at_least(2), default=2000, help="samples per schedule for the metric")
     d.add_argument("--seed", type=int, default=0)
     d.add_argument("--json", action="store_true", help="end with one JSON line")
     d.set_defaults(run=cmd_demo)

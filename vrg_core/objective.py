@@ -38,11 +38,13 @@ def as_schedule(sigmas, name: str = "sigmas") -> np.ndarray:
     if s.ndim != 1:
         raise VRGError(f"{name} must be 1-D, got shape {tuple(s.shape)}")
     if len(s) < 2:
-        raise VRGError(f"{name} has {len(s)} value(s); a schedule needs at least 2 (one step)")
+        raise VRGError(f"{name} has {len(s)} value(s); a schedule needs at least 2 (one step), e.g. '14.6, 0'")
     if not np.all(np.isfinite(s)):
-        raise VRGError(f"{name} contains NaN or infinity (at index {int(np.flatnonzero(~np.isfinite(s))[0])})")
+        raise VRGError(f"{name} contains NaN or infinity (at index {int(np.flatnonzero(~np.isfinite(s))[0])}); "
+                       "give finite noise levels")
     if np.any(s < 0):
-        raise VRGError(f"{name} contains a negative noise level (at index {int(np.flatnonzero(s < 0)[0])})")
+        raise VRGError(f"{name} contains a negative noise level (at index {int(np.flatnonzero(s < 0)[0])}); "
+                       "noise levels are 0 or more")
     bad = np.flatnonzero(np.diff(s) >= 0)
     if len(bad):
         k = int(bad[0])

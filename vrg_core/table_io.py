@@ -81,14 +81,19 @@ def table_from_bytes(data: bytes, what: str = "table") -> ErrorTable:
     missing = [n for n in _ARRAYS if n not in arrays]
     if missing:
         raise VRGError(f"{what} lacks the arrays {missing}; it is not a complete VRG error table")
-    kind = ModelKind.parse(meta.get("kind", ""))
-    return ErrorTable(kind, *(arrays[n].astype(np.float64) for n in _ARRAYS), info=info)
+    try:
+        kind = ModelKind.parse(meta.get("kind", ""))
+        return ErrorTable(kind, *(arrays[n].astype(np.float64) for n in _ARRAYS), info=info)
+    except VRGError as e:
+        raise VRGError(f"{what}: {e}") from None
 
 
 def _safetensors_metadata(data: bytes, what: str) -> dict:
     if len(data) < 8:
-        raise VRGError(f"{what} is empty or truncated ({len(data)} bytes); it is not a safetensors file")
+        raise VRGError(f"{what} is empty or truncated ({len(data)} bytes), not a safetensors file; save the table again")
     (header_len,) = struct.unpack("<Q", data[:8])
+    if data.lstrip()[:1] in (b"{", b"["):
+        raise VRGError(f"{what} is JSON text, not a safetensors file; load the .safetensors table VRG saved")
     if header_len > len(data) - 8 or header_len > 1024 * 1024:
         raise VRGError(f"{what} is not a safetensors file (bad header length); load a .safetensors VRG table")
     try:
@@ -123,9 +128,10 @@ def read_limited(path: Path, limit: int) -> bytes:
     except OSError:
         raise VRGError(f"file '{path}' does not exist; check the name") from None
     if not path.is_file():
-        raise VRGError(f"'{path}' is not a regular file")
+        raise VRGError(f"'{path}' is not a regular file; give the path of a file")
     if st.st_size > limit:
-        raise VRGError(f"file '{path.name}' is {st.st_size} bytes, over the {limit}-byte limit for this kind of file")
+        raise VRGError(f"file '{path.name}' is {st.st_size} bytes, over the {limit}-byte limit for this kind of file; "
+                       "check that it is the right file")
     return path.read_bytes()
 
 
