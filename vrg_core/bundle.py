@@ -20,6 +20,12 @@ with one entry per table:
     optimizer          the `optimize_sigmas` settings of the precomputed schedules
     schedules          {<base scheduler>: {"<steps>": {"base": [σ…], "sigmas": [σ…],
                         "cpe_before": x, "cpe_after": y}}}
+    searched           VRG+ schedules (`vrg_core.search`): {<sampler>: {"<steps>":
+                        {**SearchResult.to_record(), "settings": {...}}}}
+
+A folder of the user's own tables (ComfyUI's models/vrg/, or the CLI table's folder) caches
+its searched schedules in an index of the same format, whose entries carry `file` (the
+table's file name in that folder) and `searched` only.
 
 Base schedules come from the host (ComfyUI's own schedulers), so `write_bundle_entry` and
 `build_demo_bundle` take a `base_schedule(kind, sampling, scheduler, steps)` function.
@@ -41,6 +47,7 @@ from .objective import as_schedule
 from .optimize import OptimizeResult, auto_gamma, optimize_sigmas
 from .parameterization import ModelKind, noise_level_grid
 from .profile import profile
+from .search import SearchResult
 from .table_io import load_table, read_limited, save_table, write_atomic
 
 BUNDLE_DIR = Path(__file__).resolve().parent.parent / "schedules"
@@ -68,6 +75,11 @@ def read_index(bundle_dir: Path = BUNDLE_DIR) -> dict:
     if index.get("version", 0) > INDEX_VERSION:
         raise VRGError(f"{path} was written by a newer VRG (index version {index['version']}); update the node pack")
     return index
+
+
+def write_index(folder: Path, index: dict) -> None:
+    """Replace `folder`/index.json atomically (sorted keys: the same index gives the same bytes)."""
+    write_atomic(Path(folder) / "index.json", (json.dumps(index, indent=1, sort_keys=True) + "\n").encode())
 
 
 def list_bundled_tables(bundle_dir: Path = BUNDLE_DIR) -> list[str]:
@@ -116,6 +128,24 @@ def bundled_schedule(
     return optimize_sigmas(base_sigmas, load_bundled_table(name, bundle_dir), **settings)
 
 
+def find_searched(folder: Path, table: str, sampler: str, steps: int, settings: dict) -> SearchResult | None:
+    """The cached searched schedule of `table` in `folder`'s index, if it was made with exactly `settings`."""
+    entry = read_index(folder)["tables"].get(table, {})
+    record = entry.get("searched", {}).get(sampler, {}).get(str(steps))
+    if not isinstance(record, dict) or record.get("settings") != settings:
+        return None
+    return SearchResult.from_record(record)
+
+
+def store_searched(folder: Path, table: str, file: str, result: SearchResult, settings: dict) -> None:
+    """Cache `result` (made with `settings`) under `table` in `folder`'s index; the index is replaced atomically."""
+    index = read_index(folder)
+    entry = index["tables"].setdefault(table, {"file": file})
+    entry.setdefault("searched", {}).setdefault(result.sampler, {})[str(result.steps)] = {
+        **result.to_record(), "settings": settings}
+    write_index(folder, index)
+
+
 # ---- writing -------------------------------------------------------------------------------
 def write_bundle_entry(
     name: str,
@@ -149,7 +179,7 @@ def write_bundle_entry(
     save_table(table, Path(bundle_dir) / entry["file"])
     index = read_index(bundle_dir)
     index["tables"][name] = entry
-    write_atomic(Path(bundle_dir) / "index.json", (json.dumps(index, indent=1, sort_keys=True) + "\n").encode())
+    write_index(bundle_dir, index)
     return entry
 
 

@@ -20,6 +20,7 @@ from .objective import schedule_from_text
 from .optimize import METHODS, START_MODES, OptimizeResult, optimize_sigmas
 from .error_table import INTERPOLATIONS
 from .parameterization import ModelKind
+from .search import DEFAULT_EVALUATIONS, DEFAULT_VARIANCE_WEIGHT, SAMPLERS as SEARCH_SAMPLERS
 from .table_io import load_table, official_trajectory_from_text, read_limited, save_table
 
 MAX_TEXT_BYTES = 1024 * 1024
@@ -139,6 +140,48 @@ def cmd_profile(a: argparse.Namespace) -> None:
     print(f"wrote {a.out}: {len(table.sigmas)} levels x {a.samples} samples in {time.perf_counter() - t0:.1f} s")
 
 
+def cmd_search(a: argparse.Namespace) -> None:
+    import torch
+
+    from .bundle import find_searched, load_bundled_table, store_searched
+    from .demo import load_demo_model, make_context
+    from .demo.sampling import karras_sigmas, simple_sigmas
+    from .parameterization import add_noise
+    from .search import cache_settings, search_schedule
+
+    model = load_demo_model(a.model)
+    table = load_bundled_table(f"demo_{a.model}") if a.table is None else _table_for(a.table, model.kind.value)
+    if a.sigmas is not None:
+        base = schedule_from_text(a.sigmas, "--sigmas")
+    else:
+        base = (simple_sigmas(model, a.steps) if model.kind.is_flow else karras_sigmas(model, a.steps)).double().numpy()
+    settings = cache_settings(table, base, model.fingerprint, a.evaluations, a.variance_weight, a.seed, 1.0)
+    folder, name = (Path(a.table).parent, Path(a.table).name) if a.table else (None, None)
+    result = find_searched(folder, name, a.sampler, len(base) - 1, settings) if a.cache and folder else None
+    cached = result is not None
+    if result is None:
+        def noise(count: int) -> torch.Tensor:
+            eps = torch.randn((count, 1, 16, 16), generator=torch.Generator().manual_seed(a.seed))
+            return add_noise(torch.zeros_like(eps), eps, torch.full((count,), float(base[0])), model.kind)
+
+        bar = lambda done, total: print(f"\rsearching {done}/{total} evaluations", end="", file=sys.stderr)  # noqa: E731
+        with torch.inference_mode():
+            result = search_schedule(lambda x, s, i: model.denoise(x, s, make_context(i % 10)), noise, base, table,
+                                     a.sampler, a.evaluations, variance_weight=a.variance_weight, progress=bar)
+        print(file=sys.stderr)
+        if a.cache and folder:
+            store_searched(folder, name, name, result, settings)
+    if a.json:
+        print(json.dumps({**result.to_record(), "cached": cached}))
+        return
+    o = result.objectives
+    cost = "cached" if cached else (f"{result.evaluations} evaluations, {result.model_seconds:.1f} s model, "
+                                    f"{result.search_seconds:.2f} s search")
+    print(f"{a.sampler}, {result.steps} steps: chose {result.chosen}; total error base {o['base'].total:.4g}, "
+          f"VRG {o['vrg'].total:.4g}, chosen {o[result.chosen].total:.4g} ({cost})")
+    print("sigmas: " + ", ".join(f"{s:.6g}" for s in result.sigmas))
+
+
 def cmd_demo(a: argparse.Namespace) -> None:
     import torch
 
@@ -186,6 +229,21 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--interp", default="loglog", choices=INTERPOLATIONS)
     o.add_argument("--json", action="store_true", help="print one JSON object")
     o.set_defaults(run=cmd_optimize)
+
+    se = sub.add_parser("search", help="VRG+: search a schedule on a bundled demo model for its total error")
+    se.add_argument("--model", default="eps", choices=("eps", "flow"))
+    se.add_argument("--steps", type=at_least(2), default=10, help="steps (when --sigmas is not given)")
+    se.add_argument("--sampler", default="euler", choices=SEARCH_SAMPLERS)
+    se.add_argument("--sigmas", help="the base schedule (default: karras for eps, simple for flow); its ends are held")
+    se.add_argument("--table", help="the model's error table (default: the bundled demo table)")
+    se.add_argument("--evaluations", type=at_least(1), default=DEFAULT_EVALUATIONS, help="model evaluations to spend")
+    se.add_argument("--variance-weight", type=float, default=DEFAULT_VARIANCE_WEIGHT,
+                    help="weight of VRG's prediction-error term against the discretisation error")
+    se.add_argument("--seed", type=int, default=0, help="seed of the teacher trajectories' noise")
+    se.add_argument("--cache", action="store_true",
+                    help="reuse / store the result in index.json beside --table (the bundle's format)")
+    se.add_argument("--json", action="store_true", help="print one JSON object")
+    se.set_defaults(run=cmd_search)
 
     i = sub.add_parser("info", help="a table's metadata and error curve")
     i.add_argument("path")

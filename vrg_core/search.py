@@ -1,0 +1,370 @@
+"""VRG+: a schedule searched on the model itself for the total error at the final sample.
+
+VRG alone moves each step of a base schedule to lower the propagated *prediction* error
+(CPE). At 5–10 steps the *discretisation* error of the sampler dominates, and it depends on
+the model. The search measures both on the user's model:
+
+1. **Teacher.** B trajectories from noise are solved with DPM-Solver++(2M) on a fine grid
+   g_0 > g_1 > … > g_{G−1} > 0 (g_0 = σ_0 of the base schedule, held; uniform in log-SNR,
+   σ descending, the start first). Every grid state X_m and its prediction D_m = D(X_m, g_m)
+   are kept only through their Gram matrix, so memory does not grow with the latent size.
+2. **Step costs.** One step of the chosen sampler from grid point a to b (previous point p)
+   is x̂_b = c_x·X_a + c_D·D_a + c_old·D_p (`step_coefficients`, ComfyUI's formulas). Its
+   error against the teacher's X_b, per dimension and sample, is a quadratic form in the
+   Gram matrix; the model is not called again. The last step (to σ = 0) returns D_a and is
+   compared with the teacher's final sample. Added to every step is VRG's variance term
+   `variance_weight`·(g_a − g_b)²·w(g_a) from the error table, in the same units (squared
+   latent units per dimension).
+3. **Search.** A dynamic programme over (previous, current) grid points gives the schedule
+   with the least summed cost for exactly `steps` steps (seconds, no model calls).
+4. **Check.** The searched, the VRG-alone and the base schedule are sampled from the same
+   B noises; the one with the least measured total (final-sample error against the teacher
+   + variance term) is returned, so the result is never worse than VRG alone on that measure.
+
+Ancestral samplers inject fresh noise, so their result cannot be compared path by path
+with a teacher: `euler_ancestral` is searched and checked on its noise-free part (Euler).
+
+The model is seen only as `denoise(x, sigma, index) -> D` (as in `vrg_core.profile`):
+`index` are the sample numbers 0..B−1, so a host can pick per-sample conditioning.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import time
+from typing import Callable
+
+import numpy as np
+import torch
+
+from .errors import Cancelled, VRGError
+from .error_table import ErrorTable
+from .objective import as_schedule, cumulative_error
+from .optimize import optimize_sigmas
+from .parameterization import ModelKind, noise_level_grid
+from .profile import Denoise
+from .table_io import table_to_bytes
+
+SAMPLERS = ("euler", "dpmpp_2m", "euler_ancestral")
+MAX_STEPS = 50
+DEFAULT_EVALUATIONS = 2000
+DEFAULT_GRID = 100
+MIN_SAMPLES = 4
+DEFAULT_VARIANCE_WEIGHT = 1.0
+# Exponents of `error_survival` tried by the search: 0 counts every local error whole, 1 damps
+# it as for Gaussian data; each gives one searched schedule, and the check keeps the best.
+DAMPING = (0.0, 0.25, 0.5, 0.75, 1.0)
+CHECKS = len(DAMPING) + 2  # searched schedules + VRG alone + base
+
+
+def step_coefficients(sampler: str, sigma_prev, sigma, sigma_next) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(c_x, c_D, c_old) of one noise-free step x_next = c_x·x + c_D·D(x, σ) + c_old·D_prev.
+
+    ComfyUI's (k-diffusion's) `sample_euler` and `sample_dpmpp_2m`; `euler_ancestral` uses
+    Euler's. Arrays broadcast; `sigma_prev` NaN means "no previous step" (the first step,
+    where DPM++2M is first order). A step to σ_next = 0 returns D.
+    """
+    sp, s, sn = (np.asarray(v, dtype=np.float64) for v in (sigma_prev, sigma, sigma_next))
+    ratio = sn / s
+    c_x, c_d = ratio, 1.0 - ratio
+    c_old = np.zeros(np.broadcast_shapes(sp.shape, s.shape, sn.shape))
+    if sampler == "dpmpp_2m":
+        second_order = np.isfinite(sp) & (sn > 0)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            r = np.log(sp / s) / np.log(s / sn)  # h_last / h
+            half = np.where(second_order, 1.0 / (2.0 * r), 0.0)
+        c_old = -c_d * half
+        c_d = c_d * (1.0 + half)
+    elif sampler not in ("euler", "euler_ancestral"):
+        raise VRGError(f"sampler {sampler!r} cannot be searched; use one of: {', '.join(SAMPLERS)}")
+    return np.broadcast_to(c_x, c_old.shape), np.broadcast_to(c_d, c_old.shape), c_old
+
+
+def sample(denoise: Denoise, x: torch.Tensor, sigmas: np.ndarray, sampler: str,
+           on_eval: Callable[[], None] | None = None) -> torch.Tensor:
+    """Run the noise-free part of `sampler` on schedule `sigmas` (descending) from state `x`."""
+    index, dtype = torch.arange(x.shape[0]), x.dtype
+    old = None
+    for k in range(len(sigmas) - 1):
+        sigma = torch.full((x.shape[0],), float(sigmas[k]))
+        with torch.no_grad():
+            d = denoise(x.to(dtype), sigma, index).to(torch.float64)
+        if on_eval is not None:
+            on_eval()
+        prev = sigmas[k - 1] if k > 0 else np.nan
+        c_x, c_d, c_old = (float(c) for c in step_coefficients(sampler, prev, sigmas[k], sigmas[k + 1]))
+        x = c_x * x.to(torch.float64) + c_d * d + (c_old * old if old is not None and c_old else 0.0)
+        old = d
+    return x
+
+
+@dataclasses.dataclass(frozen=True)
+class Teacher:
+    """What the search keeps of the teacher trajectories.
+
+    `grid` — σ of the grid points, descending from σ_0, without the final 0 (length G).
+    `gram` — [2G, 2G] sums over samples of dot products of the vectors X_0..X_{G−1},
+    D_0..D_{G−1} (the teacher's final sample is D_{G−1}). `numel` — samples × dimensions.
+    `start` — the B starting states; `final` — the teacher's B final samples.
+    """
+
+    grid: np.ndarray
+    gram: np.ndarray
+    numel: int
+    start: torch.Tensor
+    final: torch.Tensor
+
+
+def run_teacher(denoise: Denoise, start: torch.Tensor, grid: np.ndarray, on_eval: Callable[[], None]) -> Teacher:
+    """Solve B trajectories from `start` on `grid` (σ descending, then 0) with DPM++2M, keeping their Gram matrix."""
+    G = len(grid)
+    schedule = np.append(grid, 0.0)
+    vectors = torch.empty((2 * G, *start.shape), dtype=torch.float64)
+    index = torch.arange(start.shape[0])
+    x, old = start.to(torch.float64), None
+    for m in range(G):
+        vectors[m] = x
+        with torch.no_grad():
+            d = denoise(x.to(start.dtype), torch.full((start.shape[0],), float(grid[m])), index).to(torch.float64)
+        if not torch.isfinite(d).all():
+            raise VRGError(f"the model returned NaN or infinity at sigma {grid[m]:.4g}; check the model and its inputs")
+        vectors[G + m] = d
+        on_eval()
+        prev = schedule[m - 1] if m > 0 else np.nan
+        c_x, c_d, c_old = (float(c) for c in step_coefficients("dpmpp_2m", prev, schedule[m], schedule[m + 1]))
+        x = c_x * x + c_d * d + (c_old * old if old is not None and c_old else 0.0)
+        old = d
+    flat = vectors.reshape(2 * G, start.shape[0], -1)
+    gram = torch.einsum("ibd,jbd->ij", flat, flat).numpy()
+    return Teacher(grid, gram, flat.shape[1] * flat.shape[2], start, x.to(start.dtype))
+
+
+def step_errors(teacher: Teacher, sampler: str) -> np.ndarray:
+    """E[p, a, b]: squared error per dimension of one step a → b after p, against the teacher's state at b.
+
+    Indices are grid points 0..G−1; p = G means "no previous step" (allowed only at a = 0)
+    and b = G means σ = 0, reached only from the last grid point (the held σ_min). Other
+    entries breaking p < a < b are +inf.
+    """
+    G, M = len(teacher.grid), teacher.gram
+    sig = np.append(teacher.grid, 0.0)
+    p, a, b = np.meshgrid(np.arange(G + 1), np.arange(G), np.arange(G + 1), indexing="ij")
+    valid = (a < b) & ((p < a) | ((p == G) & (a == 0))) & ((b < G) | (a == G - 1))
+    prev_sigma = np.where(p < G, sig[np.minimum(p, G - 1)], np.nan)
+    c_x, c_d, c_old = step_coefficients(sampler, prev_sigma, sig[a], sig[b])
+    # vector indices: X_m -> m, D_m -> G + m; target X_b, or the teacher's final sample D_{G-1} at b = G
+    ix, id_, iold = a, G + a, G + np.minimum(p, G - 1)
+    it = np.where(b < G, np.minimum(b, G - 1), 2 * G - 1)
+    c_old = np.where(p < G, c_old, 0.0)
+    coef = (c_x, c_d, c_old, -np.ones_like(c_x))
+    idx = (ix, id_, iold, it)
+    err = np.zeros(a.shape)
+    with np.errstate(invalid="ignore", over="ignore"):  # invalid entries are masked below
+      for i in range(4):
+        for j in range(4):
+          err += coef[i] * coef[j] * M[idx[i], idx[j]]
+    err = np.maximum(err / teacher.numel, 0.0)
+    return np.where(valid, err, np.inf)
+
+
+def error_survival(sigma: np.ndarray, kind: ModelKind, data_variance: float) -> np.ndarray:
+    """Share of a squared error made at σ that reaches the final sample along the ODE.
+
+    Exact for Gaussian data of per-dimension variance c²: x_σ = α·x0 + σ·n (α = 1, or
+    1 − σ for flow models) is carried to x0 scaled by c/√(α²c² + σ²); so an error at a high
+    σ is mostly undone by the remaining steps and one near σ = 0 is kept whole.
+    """
+    alpha = 1.0 - sigma if kind.is_flow else np.ones_like(sigma)
+    return data_variance / (alpha**2 * data_variance + sigma**2)
+
+
+def best_path(costs: np.ndarray, steps: int) -> list[int]:
+    """Grid indices 0 = i_0 < … < i_{steps} = G minimising Σ costs[i_{k−1}, i_k, i_{k+1}] (dynamic programme)."""
+    G = costs.shape[1]
+    if steps > G:
+        raise VRGError(f"{steps} steps need a finer search grid than {G} points")
+    f = np.full((G, G + 1), np.inf)  # f[current, previous]: least cost so far
+    f[0, G] = 0.0
+    back = []
+    for k in range(1, steps + 1):
+        targets = np.arange(G) if k < steps else np.array([G])
+        total = f.T[:, :, None] + costs[:, :, targets]  # [previous, current, next]
+        arg = np.argmin(total, axis=0)
+        best = np.take_along_axis(total, arg[None], axis=0)[0]  # [current, next]
+        f = np.full((G, G + 1), np.inf)
+        f[: len(targets), :G] = best.T
+        back.append(arg)
+    current = int(np.argmin(f[0, :G]))
+    if not np.isfinite(f[0, current]):
+        raise VRGError(f"no {steps}-step path through the search grid; lower the steps")
+    path, nxt = [G, current], 0
+    for k in range(steps - 1, 0, -1):
+        prev = int(back[k][current, nxt])
+        path.append(prev)
+        current, nxt = prev, current
+    return path[::-1]
+
+
+@dataclasses.dataclass(frozen=True)
+class Objective:
+    """Total error of one schedule: final-sample error against the teacher + weighted CPE (per dimension)."""
+
+    discretisation: float
+    variance: float
+
+    @property
+    def total(self) -> float:
+        return self.discretisation + self.variance
+
+
+@dataclasses.dataclass(frozen=True)
+class SearchResult:
+    """The schedule chosen (descending, σ_0 held, ending at 0) and what every candidate measured.
+
+    `chosen` names one of `candidates`; `evaluations` counts model evaluations per sample
+    summed over samples (teacher + checks).
+    """
+
+    sigmas: np.ndarray
+    sampler: str
+    steps: int
+    chosen: str
+    objectives: dict[str, Objective]
+    candidates: dict[str, np.ndarray]
+    evaluations: int
+    samples: int
+    grid: int
+    variance_weight: float
+    model_seconds: float
+    search_seconds: float
+
+    def to_record(self) -> dict:
+        """A JSON-able record (the bundle's `searched` entries)."""
+        return {"sigmas": self.sigmas.tolist(), "sampler": self.sampler, "steps": self.steps, "chosen": self.chosen,
+                "objectives": {k: [o.discretisation, o.variance] for k, o in self.objectives.items()},
+                "candidates": {k: v.tolist() for k, v in self.candidates.items()},
+                "evaluations": self.evaluations, "samples": self.samples, "grid": self.grid,
+                "variance_weight": self.variance_weight, "model_seconds": self.model_seconds,
+                "search_seconds": self.search_seconds}
+
+    @classmethod
+    def from_record(cls, record: dict) -> "SearchResult":
+        try:
+            return cls(as_schedule(record["sigmas"], "searched sigmas"), str(record["sampler"]), int(record["steps"]),
+                       str(record["chosen"]),
+                       {k: Objective(float(v[0]), float(v[1])) for k, v in record["objectives"].items()},
+                       {k: as_schedule(v, f"{k} sigmas") for k, v in record["candidates"].items()},
+                       int(record["evaluations"]), int(record["samples"]), int(record["grid"]),
+                       float(record["variance_weight"]), float(record["model_seconds"]),
+                       float(record["search_seconds"]))
+        except (KeyError, TypeError, ValueError, IndexError) as e:
+            raise VRGError(f"a stored searched schedule is damaged ({type(e).__name__}: {e}); search again") from None
+
+
+def cache_settings(table: ErrorTable, base_sigmas, model_fingerprint: str, evaluations: int,
+                   variance_weight: float, seed: int, cfg: float) -> dict:
+    """What a cached search must have been made with to be reused (the table by content digest)."""
+    digest = hashlib.sha256(table_to_bytes(table)).hexdigest()[:16]
+    return {"table": digest, "model_fingerprint": model_fingerprint, "base": as_schedule(base_sigmas).tolist(),
+            "evaluations": int(evaluations), "variance_weight": float(variance_weight), "seed": int(seed),
+            "cfg": float(cfg)}
+
+
+def samples_for(evaluations: int, grid: int, steps: int) -> int:
+    """Teacher trajectories affordable: each costs `grid` evaluations and `steps` per checked schedule."""
+    return evaluations // (grid + CHECKS * steps)
+
+
+def search_schedule(
+    denoise: Denoise,
+    noise: Callable[[int], torch.Tensor],
+    base_sigmas,
+    table: ErrorTable,
+    sampler: str,
+    evaluations: int = DEFAULT_EVALUATIONS,
+    grid_size: int = DEFAULT_GRID,
+    variance_weight: float = DEFAULT_VARIANCE_WEIGHT,
+    progress: Callable[[int, int], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> SearchResult:
+    """Search a `len(base_sigmas) − 1`-step schedule for `sampler` on the model behind `denoise`.
+
+    `base_sigmas` — the host's base schedule (descending, ending at 0); its first and last
+    non-zero σ are held (every host scheduler ends σ_min → 0: a last step from a high σ
+    returns a blurred mean, which a squared error rewards and the eye does not). It and its
+    VRG-alone version (`optimize_sigmas`, start held) are checked beside the searched
+    schedules. `noise(B)` gives B starting states at σ_0 exactly as the host's sampler forms
+    them (for an empty latent: noise·σ_0 for EPS, noise for flow at σ_0 = 1). At most
+    `evaluations` model evaluations (per sample) are spent. Deterministic for deterministic
+    `denoise` and `noise`.
+    """
+    base = as_schedule(base_sigmas, "base sigmas")
+    steps = len(base) - 1
+    if sampler not in SAMPLERS:
+        raise VRGError(f"sampler {sampler!r} cannot be searched; use one of: {', '.join(SAMPLERS)}")
+    if base[-1] != 0:
+        raise VRGError("the base schedule must end at sigma 0 (a full denoise); give a scheduler's whole output")
+    if steps < 2:
+        raise VRGError("a 1-step schedule has nothing to search (its start is held); use 2 or more steps")
+    if steps > MAX_STEPS:
+        raise VRGError(f"{steps} steps: the search is for few-step sampling (at most {MAX_STEPS}); "
+                       "use VRG Optimize Sigmas for longer schedules")
+    if not (np.isfinite(variance_weight) and variance_weight >= 0):
+        raise VRGError(f"variance weight must be a number >= 0, got {variance_weight}")
+    grid_size = max(grid_size, 2 * steps)
+    samples = samples_for(evaluations, grid_size, steps)
+    if samples < MIN_SAMPLES:
+        raise VRGError(f"{evaluations} evaluations are too few for {steps} steps on a {grid_size}-point grid; "
+                       f"allow at least {MIN_SAMPLES * (grid_size + CHECKS * steps)}")
+    kind: ModelKind = table.kind
+    grid = noise_level_grid(float(base[-2]), float(base[0]), grid_size, kind)[::-1].copy()
+    w, _ = table.interpolate(grid)  # refuses a grid outside the table's range
+    vrg = optimize_sigmas(base, table, start="fixed").sigmas
+    done = [0]
+
+    def on_eval() -> None:
+        if should_stop is not None and should_stop():
+            raise Cancelled("schedule search cancelled; nothing was saved")
+        done[0] += samples
+        if progress is not None:
+            progress(done[0], samples * (grid_size + CHECKS * steps))
+
+    started = time.perf_counter()
+    teacher = run_teacher(denoise, noise(samples), grid, on_eval)
+    model_seconds = time.perf_counter() - started
+
+    started = time.perf_counter()
+    data_variance = float(teacher.final.to(torch.float64).var(dim=0).mean())
+    sig = np.append(grid, 0.0)
+    survival = error_survival(sig, kind, data_variance)
+    variance = variance_weight * np.subtract.outer(grid, sig) ** 2 * w[:, None] * survival
+    errors = step_errors(teacher, "euler" if sampler == "euler_ancestral" else sampler)
+    candidates = {f"search@{d:g}": sig[best_path(errors * survival**d + variance, steps)] for d in DAMPING}
+    candidates.update(vrg=vrg, base=base)
+    search_seconds = time.perf_counter() - started
+
+    started = time.perf_counter()
+    objectives: dict[str, Objective] = {}
+    for name, sigmas in candidates.items():
+        same = next((k for k in objectives if np.array_equal(candidates[k], sigmas)), None)
+        objectives[name] = objectives[same] if same else Objective(
+            final_error(denoise, teacher, sigmas, sampler, on_eval),
+            propagated_variance(sigmas, table, data_variance, variance_weight))
+    model_seconds += time.perf_counter() - started
+    chosen = min(objectives, key=lambda k: objectives[k].total)
+    return SearchResult(candidates[chosen], sampler, steps, chosen, objectives, candidates, done[0], samples,
+                        grid_size, float(variance_weight), model_seconds, search_seconds)
+
+
+def final_error(denoise: Denoise, teacher: Teacher, sigmas: np.ndarray, sampler: str, on_eval) -> float:
+    """Squared error per dimension of `sampler` on `sigmas` against the teacher's final samples (same noise)."""
+    final = sample(denoise, teacher.start, sigmas, "euler" if sampler == "euler_ancestral" else sampler, on_eval)
+    return float((final - teacher.final.to(torch.float64)).pow(2).mean())
+
+
+def propagated_variance(sigmas: np.ndarray, table: ErrorTable, data_variance: float, weight: float) -> float:
+    """`weight` · Σ_k (σ_k − σ_{k+1})²·w(σ_k)·survival(σ_{k+1}): VRG's CPE terms as they reach the final sample."""
+    s = as_schedule(sigmas)
+    terms = cumulative_error(s, table).per_step * error_survival(s[1:], table.kind, data_variance)
+    return float(weight * terms.sum())
