@@ -81,22 +81,33 @@ def step_coefficients(sampler: str, sigma_prev, sigma, sigma_next) -> tuple[np.n
     return np.broadcast_to(c_x, c_old.shape), np.broadcast_to(c_d, c_old.shape), c_old
 
 
-def sample(denoise: Denoise, x: torch.Tensor, sigmas: np.ndarray, sampler: str,
-           on_eval: Callable[[], None] | None = None) -> torch.Tensor:
-    """Run the noise-free part of `sampler` on schedule `sigmas` (descending) from state `x`."""
-    index, dtype = torch.arange(x.shape[0]), x.dtype
-    old = None
+def sample(denoise: Denoise, x: torch.Tensor, sigmas: np.ndarray, sampler: str, index: torch.Tensor | None = None,
+           visit: Callable[[int, torch.Tensor, torch.Tensor], None] | None = None) -> torch.Tensor:
+    """The noise-free part of `sampler` on schedule `sigmas` (descending) from states `x` (float64 result).
+
+    The model sees `x`'s dtype and `index` (default 0..B−1); `visit(k, x_k, D_k)` is called
+    after each of its evaluations.
+    """
+    index = torch.arange(x.shape[0]) if index is None else index
+    dtype, x, old = x.dtype, x.to(torch.float64), None
     for k in range(len(sigmas) - 1):
-        sigma = torch.full((x.shape[0],), float(sigmas[k]))
         with torch.no_grad():
-            d = denoise(x.to(dtype), sigma, index).to(torch.float64)
-        if on_eval is not None:
-            on_eval()
+            d = denoise(x.to(dtype), torch.full((x.shape[0],), float(sigmas[k])), index).to(torch.float64)
+        if not torch.isfinite(d).all():
+            raise VRGError(f"the model returned NaN or infinity at sigma {sigmas[k]:.4g}; check the model and its inputs")
+        if visit is not None:
+            visit(k, x, d)
         prev = sigmas[k - 1] if k > 0 else np.nan
         c_x, c_d, c_old = (float(c) for c in step_coefficients(sampler, prev, sigmas[k], sigmas[k + 1]))
-        x = c_x * x.to(torch.float64) + c_d * d + (c_old * old if old is not None and c_old else 0.0)
+        x = c_x * x + c_d * d + (c_old * old if old is not None and c_old else 0.0)
         old = d
     return x
+
+
+def batches(count: int, size: int):
+    """Sample index ranges of at most `size`, covering 0..count−1 in order."""
+    for lo in range(0, count, size):
+        yield torch.arange(lo, min(lo + size, count))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -106,7 +117,7 @@ class Teacher:
     `grid` — σ of the grid points, descending from σ_0, without the final 0 (length G).
     `gram` — [2G, 2G] sums over samples of dot products of the vectors X_0..X_{G−1},
     D_0..D_{G−1} (the teacher's final sample is D_{G−1}). `numel` — samples × dimensions.
-    `start` — the B starting states; `final` — the teacher's B final samples.
+    `start` — the B starting states; `final` — the teacher's B final samples (float64).
     """
 
     grid: np.ndarray
@@ -116,28 +127,26 @@ class Teacher:
     final: torch.Tensor
 
 
-def run_teacher(denoise: Denoise, start: torch.Tensor, grid: np.ndarray, on_eval: Callable[[], None]) -> Teacher:
-    """Solve B trajectories from `start` on `grid` (σ descending, then 0) with DPM++2M, keeping their Gram matrix."""
+def run_teacher(denoise: Denoise, start: torch.Tensor, grid: np.ndarray, batch_size: int,
+                on_eval: Callable[[int], None]) -> Teacher:
+    """Solve trajectories from `start` on `grid` (σ descending, then 0) with DPM++2M, `batch_size` at a time.
+
+    Only the Gram matrix of each batch's states and predictions is kept, so memory is
+    2G × batch_size latents whatever the number of samples.
+    """
     G = len(grid)
-    schedule = np.append(grid, 0.0)
-    vectors = torch.empty((2 * G, *start.shape), dtype=torch.float64)
-    index = torch.arange(start.shape[0])
-    x, old = start.to(torch.float64), None
-    for m in range(G):
-        vectors[m] = x
-        with torch.no_grad():
-            d = denoise(x.to(start.dtype), torch.full((start.shape[0],), float(grid[m])), index).to(torch.float64)
-        if not torch.isfinite(d).all():
-            raise VRGError(f"the model returned NaN or infinity at sigma {grid[m]:.4g}; check the model and its inputs")
-        vectors[G + m] = d
-        on_eval()
-        prev = schedule[m - 1] if m > 0 else np.nan
-        c_x, c_d, c_old = (float(c) for c in step_coefficients("dpmpp_2m", prev, schedule[m], schedule[m + 1]))
-        x = c_x * x + c_d * d + (c_old * old if old is not None and c_old else 0.0)
-        old = d
-    flat = vectors.reshape(2 * G, start.shape[0], -1)
-    gram = torch.einsum("ibd,jbd->ij", flat, flat).numpy()
-    return Teacher(grid, gram, flat.shape[1] * flat.shape[2], start, x.to(start.dtype))
+    gram, finals = np.zeros((2 * G, 2 * G)), []
+    for index in batches(len(start), batch_size):
+        count = len(index)
+        vectors = torch.empty((2 * G, count * start[0].numel()), dtype=torch.float64)
+
+        def keep(k: int, x: torch.Tensor, d: torch.Tensor, vectors=vectors, count=count) -> None:
+            vectors[k], vectors[G + k] = x.reshape(-1), d.reshape(-1)
+            on_eval(count)
+
+        finals.append(sample(denoise, start[index], np.append(grid, 0.0), "dpmpp_2m", index, keep))
+        gram += (vectors @ vectors.T).numpy()
+    return Teacher(grid, gram, start.numel(), start, torch.cat(finals))
 
 
 def step_errors(teacher: Teacher, sampler: str) -> np.ndarray:
@@ -271,9 +280,14 @@ def cache_settings(table: ErrorTable, base_sigmas, model_fingerprint: str, evalu
             "cfg": float(cfg)}
 
 
-def samples_for(evaluations: int, grid: int, steps: int) -> int:
-    """Teacher trajectories affordable: each costs `grid` evaluations and `steps` per checked schedule."""
-    return evaluations // (grid + CHECKS * steps)
+def search_grid_size(steps: int, grid_size: int = DEFAULT_GRID) -> int:
+    """Points of the teacher grid: `grid_size`, at least two per step."""
+    return max(grid_size, 2 * steps)
+
+
+def samples_for(evaluations: int, steps: int, grid_size: int = DEFAULT_GRID) -> int:
+    """Teacher trajectories affordable: each costs a grid's evaluations and `steps` per checked schedule."""
+    return evaluations // (search_grid_size(steps, grid_size) + CHECKS * steps)
 
 
 def search_schedule(
@@ -285,6 +299,7 @@ def search_schedule(
     evaluations: int = DEFAULT_EVALUATIONS,
     grid_size: int = DEFAULT_GRID,
     variance_weight: float = DEFAULT_VARIANCE_WEIGHT,
+    batch_size: int = 64,
     progress: Callable[[int, int], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
 ) -> SearchResult:
@@ -296,7 +311,8 @@ def search_schedule(
     VRG-alone version (`optimize_sigmas`, start held) are checked beside the searched
     schedules. `noise(B)` gives B starting states at σ_0 exactly as the host's sampler forms
     them (for an empty latent: noise·σ_0 for EPS, noise for flow at σ_0 = 1). At most
-    `evaluations` model evaluations (per sample) are spent. Deterministic for deterministic
+    `evaluations` model evaluations (per sample) are spent, `batch_size` samples at a time
+    (memory: 2·`grid_size` latents per batch sample). Deterministic for deterministic
     `denoise` and `noise`.
     """
     base = as_schedule(base_sigmas, "base sigmas")
@@ -312,8 +328,10 @@ def search_schedule(
                        "use VRG Optimize Sigmas for longer schedules")
     if not (np.isfinite(variance_weight) and variance_weight >= 0):
         raise VRGError(f"variance weight must be a number >= 0, got {variance_weight}")
-    grid_size = max(grid_size, 2 * steps)
-    samples = samples_for(evaluations, grid_size, steps)
+    if batch_size < 1:
+        raise VRGError(f"batch size must be at least 1, got {batch_size}")
+    grid_size = search_grid_size(steps, grid_size)
+    samples = samples_for(evaluations, steps, grid_size)
     if samples < MIN_SAMPLES:
         raise VRGError(f"{evaluations} evaluations are too few for {steps} steps on a {grid_size}-point grid; "
                        f"allow at least {MIN_SAMPLES * (grid_size + CHECKS * steps)}")
@@ -323,19 +341,22 @@ def search_schedule(
     vrg = optimize_sigmas(base, table, start="fixed").sigmas
     done = [0]
 
-    def on_eval() -> None:
+    def on_eval(count: int) -> None:
         if should_stop is not None and should_stop():
             raise Cancelled("schedule search cancelled; nothing was saved")
-        done[0] += samples
+        done[0] += count
         if progress is not None:
             progress(done[0], samples * (grid_size + CHECKS * steps))
 
     started = time.perf_counter()
-    teacher = run_teacher(denoise, noise(samples), grid, on_eval)
+    start = noise(samples)
+    if start.shape[0] != samples:
+        raise VRGError(f"the noise function gave {start.shape[0]} starting states for {samples}")
+    teacher = run_teacher(denoise, start, grid, batch_size, on_eval)
     model_seconds = time.perf_counter() - started
 
     started = time.perf_counter()
-    data_variance = float(teacher.final.to(torch.float64).var(dim=0).mean())
+    data_variance = float(teacher.final.var(dim=0).mean())
     sig = np.append(grid, 0.0)
     survival = error_survival(sig, kind, data_variance)
     variance = variance_weight * np.subtract.outer(grid, sig) ** 2 * w[:, None] * survival
@@ -349,7 +370,7 @@ def search_schedule(
     for name, sigmas in candidates.items():
         same = next((k for k in objectives if np.array_equal(candidates[k], sigmas)), None)
         objectives[name] = objectives[same] if same else Objective(
-            final_error(denoise, teacher, sigmas, sampler, on_eval),
+            final_error(denoise, teacher, sigmas, sampler, batch_size, on_eval),
             propagated_variance(sigmas, table, data_variance, variance_weight))
     model_seconds += time.perf_counter() - started
     chosen = min(objectives, key=lambda k: objectives[k].total)
@@ -357,10 +378,15 @@ def search_schedule(
                         grid_size, float(variance_weight), model_seconds, search_seconds)
 
 
-def final_error(denoise: Denoise, teacher: Teacher, sigmas: np.ndarray, sampler: str, on_eval) -> float:
+def final_error(denoise: Denoise, teacher: Teacher, sigmas: np.ndarray, sampler: str, batch_size: int,
+                on_eval: Callable[[int], None]) -> float:
     """Squared error per dimension of `sampler` on `sigmas` against the teacher's final samples (same noise)."""
-    final = sample(denoise, teacher.start, sigmas, "euler" if sampler == "euler_ancestral" else sampler, on_eval)
-    return float((final - teacher.final.to(torch.float64)).pow(2).mean())
+    proxy, total = "euler" if sampler == "euler_ancestral" else sampler, 0.0
+    for index in batches(len(teacher.start), batch_size):
+        count = len(index)
+        final = sample(denoise, teacher.start[index], sigmas, proxy, index, lambda k, x, d, n=count: on_eval(n))
+        total += float((final - teacher.final[index]).pow(2).sum())
+    return total / teacher.numel
 
 
 def propagated_variance(sigmas: np.ndarray, table: ErrorTable, data_variance: float, weight: float) -> float:
