@@ -6,14 +6,14 @@ from typing_extensions import override
 
 from comfy_api.latest import ComfyExtension, io
 
-from . import demo, images, optimize, profile, schedule, scheduler, tables, text
+from . import demo, images, optimize, profile, schedule, scheduler, search, tables, text
 
 
 class VRGExtension(ComfyExtension):
     @override
     async def get_node_list(self) -> list[type[io.ComfyNode]]:
         return [*profile.NODES, *optimize.NODES, *tables.NODES, *schedule.NODES, *text.NODES, *images.NODES,
-                *scheduler.NODES, *demo.NODES]
+                *scheduler.NODES, *search.NODES, *demo.NODES]
 
 
 async def comfy_entrypoint() -> VRGExtension:

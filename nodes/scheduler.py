@@ -3,7 +3,8 @@
 VRG Apply attaches a table and settings to the MODEL's `model_sampling` (an object patch, as
 the ModelSampling* nodes do). The `vrg` scheduler, registered in ComfyUI's shared
 SCHEDULER_HANDLERS and SCHEDULER_NAMES in place, reads them back, builds the base
-scheduler's sigmas and optimises them.
+scheduler's sigmas and optimises them — or, at a step count VRG Search Schedule searched,
+returns that schedule.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ class Settings:
     base_scheduler: str
     gamma: float | str
     start: str
+    searched: dict[int, torch.Tensor] = dataclasses.field(default_factory=dict)  # steps -> VRG+ sigmas
 
 
 def base_scheduler_names() -> list[str]:
@@ -46,6 +48,9 @@ def vrg_scheduler(model_sampling, steps: int) -> torch.Tensor:
     if settings is None:
         raise VRGError("the 'vrg' scheduler needs a VRG Apply node: connect the model through VRG Apply (with an "
                        "error table) before this sampler, or pick another scheduler")
+    if steps in settings.searched:
+        logging.info("[VRG] vrg scheduler: the VRG+ searched %d-step schedule", steps)
+        return settings.searched[steps]
     base = comfy.samplers.calculate_sigmas(model_sampling, settings.base_scheduler, steps)
     result = optimize_sigmas(base, settings.table, gamma=settings.gamma, start=settings.start)
     logging.info("[VRG] vrg scheduler (%s, %d steps): CPE %.6g -> %.6g", settings.base_scheduler, steps,

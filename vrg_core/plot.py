@@ -1,4 +1,4 @@
-"""PNG plots drawn with Pillow (a ComfyUI dependency): error curve, base vs optimised schedule."""
+"""PNG plots drawn with Pillow (a ComfyUI dependency): error curve, base vs optimised or searched schedule."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from PIL import Image, ImageDraw, ImageFont
 from .error_table import ErrorTable
 from .optimize import OptimizeResult
 from .objective import cumulative_error
+from .search import SearchResult
 
 BLUE, ORANGE, GREY, BAND = (31, 119, 180), (255, 127, 14), (120, 120, 120), (198, 219, 239)
 
@@ -121,4 +122,21 @@ def schedule_png(result: OptimizeResult, table: ErrorTable, width: int = 640, he
         for (px, py), (_, p0) in zip(bottom.points(k, vals), bottom.points(k, np.zeros_like(vals))):
             draw.rectangle([px + shift - bar / 2, py, px + shift + bar / 2, p0], fill=colour)
     _frame(draw, bottom, f"per-step CPE terms (start: {result.start}, gamma {result.gamma:g})", "step", "CPE term", font)
+    return _png(img)
+
+
+def search_png(result: SearchResult, width: int = 640, height: int = 400) -> bytes:
+    """σ per step (log σ) of the base, VRG-alone and chosen schedules of a VRG+ search; PNG bytes."""
+    img, draw, font = _canvas(width, height)
+    lines = (("base", GREY), ("vrg", ORANGE), (result.chosen, BLUE))
+    steps = np.arange(result.steps + 1)
+    every = np.concatenate([result.candidates[name] for name, _ in lines])
+    ax = _Axes((80, 40, width - 20, height - 50), (0, result.steps), _range(every[every > 0], True), False, True)
+    for name, colour in lines:
+        sig = result.candidates[name]
+        draw.line(ax.points(steps[sig > 0], sig[sig > 0]), fill=colour, width=2)
+    o = result.objectives
+    _frame(draw, ax, f"{result.sampler}: total error base (grey) {o['base'].total:.4g}, VRG (orange) "
+                     f"{o['vrg'].total:.4g}, VRG+ (blue, {result.chosen}) {o[result.chosen].total:.4g}",
+           "step", "sigma", font)
     return _png(img)

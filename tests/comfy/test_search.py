@@ -1,0 +1,107 @@
+"""VRG Search Schedule (VRG+) in the real host: its guided model calls, cache, and the `vrg` scheduler."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from test_ksampler import empty_latent
+
+
+@pytest.fixture(scope="module")
+def inputs(run):
+    return dict(model=run("VRGDemoModel", model="eps")[0], table="bundled: demo_eps", latent=empty_latent(1),
+                sampler_name="dpmpp_2m", scheduler="karras", steps=5, seed=0, evaluations=600,
+                variance_weight=1.0, batch_size=8, cfg=1.0, use_cache=True,
+                positive=run("VRGDemoConditioning", digit="4")[0])
+
+
+def test_step_formulas_are_the_hosts_samplers(run):
+    """`vrg_core.search.sample` (used for the teacher and the checks) equals ComfyUI's own samplers."""
+    import comfy.k_diffusion.sampling as k
+
+    from vrg_pack.vrg_core.demo import load_demo_model, make_context
+    from vrg_pack.vrg_core.search import sample
+
+    model = load_demo_model("eps")
+    labels = torch.arange(6) % 10
+    noise = 14.6 * torch.randn((6, 1, 16, 16), generator=torch.Generator().manual_seed(0))
+    sigmas = np.array([14.6146, 6.1, 2.2, 0.71, 0.2, 0.0292, 0.0])
+    for name, host in (("euler", k.sample_euler), ("dpmpp_2m", k.sample_dpmpp_2m)):
+        with torch.inference_mode():
+            ours = sample(lambda x, s, i: model.denoise(x, s, make_context(labels[i])), noise, sigmas, name)
+            theirs = host(lambda x, s: model.denoise(x, s, make_context(labels)), noise,
+                          torch.tensor(sigmas, dtype=torch.float32), disable=True)
+        assert torch.allclose(ours.float(), theirs.float(), atol=1e-4), name
+
+
+def test_search_node_caches_and_feeds_the_vrg_scheduler(run, inputs, comfy):
+    import comfy.k_diffusion.sampling as k_sampling
+    import comfy.samplers as samplers
+    import nodes
+
+    index = comfy.base / "models" / "vrg" / "index.json"
+    out = run("VRGSearchSchedule", **inputs)
+    sigmas, patched = out[0], out[1]
+    ui = out.ui
+    assert ui["evaluations"][0] <= 600 and ui["chosen"][0]
+    base = samplers.calculate_sigmas(inputs["model"].get_model_object("model_sampling"), "karras", 5)
+    assert len(sigmas) == 6 and sigmas[0] == base[0] and sigmas[-1] == 0
+    assert sigmas[-2] == base[-2] or ui["chosen"][0] == "vrg"  # searched schedules keep the last sigma too
+    total = ui["total_error"]
+    assert total[2] <= total[1]  # never worse than VRG alone on the measured total error
+    stored = json.loads(index.read_text())["tables"]["bundled: demo_eps"]["searched"]["dpmpp_2m"]["5"]
+    assert stored["sigmas"] == sigmas.double().tolist() or np.allclose(stored["sigmas"], sigmas.tolist())
+
+    again = run("VRGSearchSchedule", **inputs)
+    assert again.ui["evaluations"] == [0] and torch.equal(again[0], sigmas)  # from the cache, no model calls
+    fresh = run("VRGSearchSchedule", **{**inputs, "use_cache": False})
+    assert torch.equal(fresh[0], sigmas)  # deterministic: searched again, the same schedule
+
+    seen = []
+    original = k_sampling.sample_dpmpp_2m
+
+    def recording(model, x, s, *args, **kwargs):
+        seen.append(s.detach().cpu().clone())
+        return original(model, x, s, *args, **kwargs)
+
+    k_sampling.sample_dpmpp_2m = recording
+    try:
+        nodes.KSampler().sample(patched, 0, 5, 1.0, "dpmpp_2m", "vrg", inputs["positive"], inputs["positive"],
+                                empty_latent(), denoise=1.0)
+        nodes.KSampler().sample(patched, 0, 6, 1.0, "dpmpp_2m", "vrg", inputs["positive"], inputs["positive"],
+                                empty_latent(), denoise=1.0)
+    finally:
+        k_sampling.sample_dpmpp_2m = original
+    assert torch.equal(seen[0], sigmas)  # the searched schedule at its step count
+    assert len(seen[1]) == 7 and seen[1][0] == base[0]  # other step counts: VRG on the base scheduler
+
+
+def test_search_node_refuses_bad_input_and_cancels_cleanly(run, inputs, comfy, monkeypatch):
+    import comfy.model_management as mm
+
+    from vrg_pack.vrg_core.errors import VRGError
+
+    for override, message in (({"sampler_name": "heun"}, "cannot be searched"),
+                              ({"scheduler": "nope"}, "not available"),
+                              ({"cfg": 3.0}, "negative conditioning"),
+                              ({"evaluations": 100}, "too few"),
+                              ({"model": run("VRGDemoModel", model="flow")[0]}, "this model is const")):
+        with pytest.raises(VRGError, match=message):
+            run("VRGSearchSchedule", **{**inputs, **override})
+    index = comfy.base / "models" / "vrg" / "index.json"
+    before = index.read_bytes() if index.exists() else None
+    calls = [0]
+
+    def interrupt_after_a_few():
+        calls[0] += 1
+        if calls[0] > 5:
+            raise mm.InterruptProcessingException()
+
+    monkeypatch.setattr(mm, "throw_exception_if_processing_interrupted", interrupt_after_a_few)
+    with pytest.raises(mm.InterruptProcessingException):
+        run("VRGSearchSchedule", **{**inputs, "seed": 99})
+    assert (index.read_bytes() if index.exists() else None) == before  # nothing stored
