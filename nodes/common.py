@@ -12,8 +12,17 @@ from PIL import Image
 import comfy.model_management
 from comfy_api.latest import io, ui
 
+from ..vrg_core.errors import VRGError
+
 CATEGORY = "sampling/vrg"
 ErrorTableIO = io.Custom("VRG_ERROR_TABLE")  # carries a vrg_core ErrorTable
+
+
+def check_choice(name: str, value, options) -> None:
+    """Refuse a combo value that is not offered: ComfyUI (0.3.64) does not check V3 combos of API prompts."""
+    if value not in options:
+        listed = ", ".join(map(str, options))
+        raise VRGError(f"{name} {value!r} is not one of the choices; pick one of: {listed[:300]}")
 
 
 def stop_if_cancelled() -> bool:

@@ -22,7 +22,7 @@ from ..vrg_core.demo.data import load_digits
 from ..vrg_core.demo.models import MODEL_NAMES
 from ..vrg_core.demo.nets import NO_DIGIT
 from ..vrg_core.errors import VRGError
-from .common import CATEGORY
+from .common import CATEGORY, check_choice
 
 DIGITS = [str(d) for d in range(10)]
 
@@ -81,6 +81,7 @@ class VRGDemoConditioning(io.ComfyNode):
 
     @classmethod
     def execute(cls, digit) -> io.NodeOutput:
+        check_choice("digit", digit, DIGITS + ["none"])
         label = NO_DIGIT if digit == "none" else int(digit)
         return io.NodeOutput([[make_context([label]), {}]])
 
@@ -105,6 +106,7 @@ class VRGDemoImageSet(io.ComfyNode):
 
     @classmethod
     def execute(cls, digit, count, seed) -> io.NodeOutput:
+        check_choice("digit", digit, ["all"] + DIGITS)
         images, labels = load_digits("heldout")
         if digit != "all":
             images = images[labels == int(digit)]
@@ -131,7 +133,8 @@ class VRGDemoDecode(io.ComfyNode):
     def execute(cls, latent, scale) -> io.NodeOutput:
         samples = latent["samples"]
         if samples.ndim != 4 or samples.shape[1] != 1:
-            raise VRGError(f"VRG Demo Decode takes the demo model's 1-channel latents, got shape {tuple(samples.shape)}")
+            raise VRGError(f"VRG Demo Decode takes the demo model's 1-channel latents, got shape {tuple(samples.shape)}; "
+                           "connect latents sampled with VRG Demo Model (use VAE Decode for other models)")
         grey = ((samples.float().cpu() + 1.0) / 2.0).clamp(0.0, 1.0)
         big = torch.nn.functional.interpolate(grey, scale_factor=scale, mode="nearest")
         return io.NodeOutput(big.movedim(1, -1).expand(-1, -1, -1, 3).contiguous())

@@ -75,7 +75,8 @@ class VRGLoadImageSet(io.ComfyNode):
     def execute(cls, folder, count, seed, width, height) -> io.NodeOutput:
         files = image_files(folder)
         if not files:
-            raise VRGError(f"folder {folder!r} has no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+            raise VRGError(f"folder {folder!r} has no images ({', '.join(sorted(IMAGE_SUFFIXES))}); put your image set "
+                           "in it or pick another folder")
         random.Random(seed).shuffle(files)
         return io.NodeOutput(torch.stack([load_image(p, width, height) for p in files[:count]]))
 

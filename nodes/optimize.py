@@ -8,7 +8,7 @@ from comfy_api.latest import io
 
 from ..vrg_core.error_table import INTERPOLATIONS
 from ..vrg_core.optimize import METHODS, START_MODES, OptimizeResult, optimize_sigmas
-from ..vrg_core.plot import schedule_png
+from ..vrg_core.plot import error_curve_png, schedule_png
 from .common import CATEGORY, ErrorTableIO, png_to_image, report, stop_if_cancelled
 from .host import table_warnings
 
@@ -70,6 +70,10 @@ class VRGOptimizeSigmas(io.ComfyNode):
     @classmethod
     def execute(cls, sigmas, table, gamma, start, method, interpolation, model=None) -> io.NodeOutput:
         warnings = table_warnings(table, model) if model is not None else []
+        if len(sigmas) < 2:  # denoise 0: no step to move; ComfyUI's samplers return such a latent unchanged
+            text = f"{len(sigmas)} sigma(s), no step to optimise (denoise 0?): passed through unchanged"
+            plot = png_to_image(error_curve_png(table))
+            return io.NodeOutput(sigmas, plot, ui=report(cls, text, warnings, plot, sigmas=sigmas.tolist()))
         result = optimize_sigmas(sigmas, table, gamma=gamma or "auto", start=start, method=method,
                                  interp=interpolation, should_stop=stop_if_cancelled)
         optimised, plot, ui = result_report(cls, result, table, warnings)

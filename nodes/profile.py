@@ -64,6 +64,18 @@ def profile_model(model, latents: torch.Tensor, positive, negative, cfg: float, 
     return measured["table"]
 
 
+def check_latents(samples: torch.Tensor, channels: int) -> None:
+    """Refuse latents that cannot be the clean image set of a model whose latents have `channels` channels."""
+    if samples.ndim < 4 or samples.shape[0] == 0:
+        raise VRGError(f"the latent holds no images (shape {tuple(samples.shape)}); connect VAE Encode of your image set")
+    if not torch.any(samples):
+        raise VRGError("the latent is all zeros (an Empty Latent Image?); profile on clean latents of real images: "
+                       "VAE Encode your image set (VRG Demo Image Set for the demo model)")
+    if samples.shape[1] != channels:
+        raise VRGError(f"the latent has {samples.shape[1]} channels but this model's latents have {channels}; "
+                       "VAE Encode the images with this model's VAE")
+
+
 class VRGProfile(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
@@ -107,6 +119,7 @@ class VRGProfile(io.ComfyNode):
                 negative=None) -> io.NodeOutput:
         if cfg != 1.0 and negative is None:
             raise VRGError(f"cfg {cfg:g} mixes in the negative conditioning: connect one, or set cfg to 1")
+        check_latents(latent["samples"], model.get_model_object("latent_format").latent_channels)
         started = time.perf_counter()
         ms = model.get_model_object("model_sampling")
         kind = model_kind(ms)

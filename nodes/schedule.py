@@ -11,7 +11,7 @@ from comfy_api.latest import io
 from ..vrg_core.bundle import bundled_entry, bundled_schedule, list_bundled_tables, load_bundled_table
 from ..vrg_core.errors import VRGError
 from ..vrg_core.parameterization import ModelKind
-from .common import CATEGORY, ErrorTableIO
+from .common import CATEGORY, ErrorTableIO, check_choice
 from .host import table_warnings
 from .optimize import result_report
 from .scheduler import base_scheduler_names
@@ -64,6 +64,7 @@ class VRGLoadSchedule(io.ComfyNode):
 
     @classmethod
     def execute(cls, schedule, base_scheduler, steps, model=None) -> io.NodeOutput:
+        check_choice("base_scheduler", base_scheduler, base_scheduler_names())
         table = load_bundled_table(schedule)
         if model is None:
             warnings = []

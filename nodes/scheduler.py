@@ -20,8 +20,8 @@ from comfy_api.latest import io
 
 from ..vrg_core.error_table import ErrorTable
 from ..vrg_core.errors import VRGError
-from ..vrg_core.optimize import optimize_sigmas
-from .common import CATEGORY, ErrorTableIO, report
+from ..vrg_core.optimize import START_MODES, optimize_sigmas
+from .common import CATEGORY, ErrorTableIO, check_choice, report
 from .host import table_warnings
 from .optimize import gamma_input, start_input
 
@@ -90,6 +90,7 @@ class VRGApply(io.ComfyNode):
     def execute(cls, model, table, base_scheduler, gamma, start) -> io.NodeOutput:
         if base_scheduler not in comfy.samplers.SCHEDULER_HANDLERS or base_scheduler == NAME:
             raise VRGError(f"base scheduler {base_scheduler!r} is not available; pick one of the listed schedulers")
+        check_choice("start", start, START_MODES)
         warnings = table_warnings(table, model)
         patched = model.clone()
         sampling = copy.copy(patched.get_model_object("model_sampling"))  # shares its tensors; adds one attribute

@@ -30,8 +30,10 @@ def save_path(name: str) -> Path:
     """Where table `name` is saved: models/vrg/<name>.safetensors, never outside that folder."""
     root = Path(folder_paths.get_folder_paths(FOLDER)[0]).resolve()
     clean = name.strip()
-    if not clean or "\x00" in clean:
+    if not clean:
         raise VRGError("give the table a file name, e.g. 'sd15_cfg7'")
+    if "\x00" in clean:
+        raise VRGError(f"table name {name!r} contains a NUL byte; use a plain name such as 'sd15_cfg7'")
     if not clean.lower().endswith(".safetensors"):
         clean += ".safetensors"
     path = (root / clean).resolve()

@@ -6,7 +6,7 @@ import torch
 
 from comfy_api.latest import io
 
-from ..vrg_core.objective import schedule_from_text
+from ..vrg_core.objective import as_schedule, schedule_from_text
 from ..vrg_core.table_io import table_from_text, table_to_text
 from .common import CATEGORY, ErrorTableIO
 
@@ -49,7 +49,9 @@ class VRGSigmasFromText(io.ComfyNode):
 
     @classmethod
     def execute(cls, text) -> io.NodeOutput:
-        return io.NodeOutput(torch.tensor(schedule_from_text(text), dtype=torch.float32))
+        sigmas = torch.tensor(schedule_from_text(text), dtype=torch.float32)
+        as_schedule(sigmas, "sigmas text (as float32 SIGMAS)")  # values closer than float32 resolves merge
+        return io.NodeOutput(sigmas)
 
 
 class VRGErrorTableToText(io.ComfyNode):

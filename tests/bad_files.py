@@ -46,7 +46,7 @@ def bad_tables() -> dict[str, tuple[bytes, str]]:
     return {
         "zero_count_levels": (table_bytes("eps", s, count=np.r_[4.0, 0.0, np.full(14, 4.0)]), "profile with more samples"),
         "nan_in_table": (table_bytes("eps", s, mse=np.r_[np.nan, np.ones(15)]), "profile the model again"),
-        "one_level": (table_bytes("eps", s[:1]), "at least 2"),
+        "one_level": (table_bytes("eps", s[:1]), "profile with a grid of at least 2 levels"),
         "unknown_kind": (table_bytes("sdxl", s), "use one of"),
         "newer_version": (table_bytes("eps", s, version="99"), "update the node pack"),
         "corrupt": (bytes(corrupt), "load a .safetensors VRG table"),
@@ -54,7 +54,7 @@ def bad_tables() -> dict[str, tuple[bytes, str]]:
         "empty_file": (b"", "save the table again"),
         "foreign_safetensors": (save({"weight": np.zeros(4, np.float32)}, metadata={"format": "pt"}),
                                 "load a table saved by VRG"),
-        "foreign_no_metadata": (save({"weight": np.zeros(4, np.float32)}), "not a VRG error table"),
+        "foreign_no_metadata": (save({"weight": np.zeros(4, np.float32)}), "load a table saved by VRG"),
         "json_instead": (info, "load the .safetensors table VRG saved"),
     }
 

@@ -188,7 +188,7 @@ def validate_table(t: ErrorTable) -> None:
     if any(a.ndim != 1 or len(a) != len(t.sigmas) for a in arrays):
         raise VRGError("error table arrays must be 1-D and of one length")
     if len(t.sigmas) < 2:
-        raise VRGError(f"error table has {len(t.sigmas)} noise level(s); it needs at least 2")
+        raise VRGError(f"error table has {len(t.sigmas)} noise level(s); profile with a grid of at least 2 levels")
     if not all(np.all(np.isfinite(a)) for a in arrays):
         raise VRGError("error table holds NaN or infinite values; profile the model again")
     if np.any(t.sigmas <= 0) or np.any(np.diff(t.sigmas) <= 0):

@@ -102,7 +102,7 @@ def _safetensors_metadata(data: bytes, what: str) -> dict:
         raise VRGError(f"{what} is not a safetensors file (unreadable header); load a .safetensors VRG table") from None
     meta = header.get("__metadata__") if isinstance(header, dict) else None
     if not isinstance(meta, dict) or not all(isinstance(v, str) for v in meta.values()):
-        raise VRGError(f"{what} has no VRG metadata; it is not a VRG error table")
+        raise VRGError(f"{what} has no VRG metadata, so it is not a VRG error table; load a table saved by VRG")
     return meta
 
 
