@@ -3,10 +3,11 @@
 * ``comfyui`` (when ``COMFYUI_PATH`` points at a ComfyUI checkout): ComfyUI's own
   ``comfy.samplers.sampler_object(name)`` (a KSAMPLER wrapping ``comfy.k_diffusion.sampling``,
   including its initial-noise scaling), its ``comfy.samplers.calculate_sigmas`` schedulers on a real
-  ``comfy.model_sampling`` object, and the AlignYourSteps node for AYS-SD1.
+  ``comfy.model_sampling`` object, and the AlignYourSteps, GITS (coefficient 1.20) and
+  OptimalSteps (FLUX) nodes for AYS-SD1, GITS and OSS-Flux.
 * ``k-diffusion`` (otherwise; benchmark-only extra): the ``k_diffusion`` package's samplers and its
   Karras / exponential / DiscreteSchedule ("normal") schedules. ComfyUI-only schedulers (beta,
-  AYS-SD1) and the ancestral sampler on flow models (k-diffusion's is variance-exploding only)
+  AYS-SD1, GITS, OSS-Flux) and the ancestral sampler on flow models (k-diffusion's is variance-exploding only)
   are reported as unavailable; "simple" for flow models uses ``vrg_core.demo.sampling``.
 
 A model is given as ``denoise(x, sigma_batch) -> D`` (sigma_batch of shape [B]).
@@ -73,8 +74,11 @@ class ComfyBackend:
         import comfy.model_sampling as ms
         import comfy.samplers as samplers
         from comfy_extras.nodes_align_your_steps import AlignYourStepsScheduler
+        from comfy_extras.nodes_gits import GITSScheduler
+        from comfy_extras.nodes_optimalsteps import OptimalStepsScheduler
 
         self._ms, self._samplers, self._ays = ms, samplers, AlignYourStepsScheduler
+        self._gits, self._oss = GITSScheduler, OptimalStepsScheduler
         self._cache: dict = {}
         import comfyui_version
 
@@ -99,6 +103,14 @@ class ComfyBackend:
             if sampling.kind.is_flow:
                 raise Unavailable("AYS-SD1 is for SD1.x (EPS) models")
             return self._ays.execute("SD1", steps, 1.0).result[0].float()
+        if scheduler == "gits":  # the GITS node's default coefficient, 1.20
+            if sampling.kind.is_flow:
+                raise Unavailable("GITS is for SD1.x-range (EPS) models")
+            return self._gits.execute(1.20, steps, 1.0).result[0].float()
+        if scheduler == "oss_flux":
+            if not sampling.kind.is_flow:
+                raise Unavailable("OSS-Flux is for flow models")
+            return self._oss.execute("FLUX", steps, 1.0).result[0].float()
         return self._samplers.calculate_sigmas(self.model_sampling(sampling), scheduler, steps).float()
 
     def sample(self, sampler: str, denoise: Denoise, noise: torch.Tensor, sigmas: torch.Tensor,

@@ -69,9 +69,8 @@ def test_paired_delta_and_marks():
     assert clear(-10.0, 1.0) == "▼" and clear(10.0, 1.0) == "▲" and clear(-1.0, 1.0) == ""
 
 
-def test_report_writes_markdown_and_plots(tmp_path):
-    from benchmarks.report import write_report
-
+def tiny_results() -> dict:
+    """A hand-made quality.json with one subject and one cell."""
     def row(sampler, variant, vals, cpe):
         return {"sampler": sampler, "scheduler": "karras", "steps": 5, "variant": variant, "gamma": 0.05,
                 "values": vals, "cpe": cpe, "sigma0": 14.6 if variant != "vrg_paper" else 9.0, "sigmas": [14.6, 1.0, 0.0]}
@@ -89,7 +88,13 @@ def test_report_writes_markdown_and_plots(tmp_path):
     results = {"config": {"quick": True, "seeds": [0, 1], "grid": 8, "per_level": 8, "gammas": [0.0, 0.05]},
                "backend": "test", "python": "3", "torch": "2", "command": "test", "subjects": [subject],
                "seconds": 3.0, "claims": {}}
-    write_report(results, tmp_path)
+    return results
+
+
+def test_report_writes_markdown_and_plots(tmp_path):
+    from benchmarks.report import write_report
+
+    write_report(tiny_results(), tmp_path)
     text = (tmp_path / "quality.md").read_text()
     assert "| Euler | 5 | Karras | 10.5 ± 0.71 |" in text
     assert "1 / 0 / 1" in text  # VRG fixed clearly better in the one cell
@@ -129,3 +134,19 @@ def test_comfy_and_k_diffusion_schedules_agree():
     for sched in ("karras", "exponential", "normal"):
         for steps in (5, 10, 20):
             assert torch.allclose(comfy.sigmas(SD15, sched, steps), kd.sigmas(SD15, sched, steps), rtol=1e-4), (sched, steps)
+
+
+def test_vrg_plus_section_is_replaced_in_place_and_survives_a_quality_rewrite(tmp_path):
+    from benchmarks.report import SECTION_END, SECTION_START, write_report
+    from benchmarks.vrg_plus import write_section
+
+    path = tmp_path / "quality.md"
+    path.write_text("# Quality\n\nrows\n")
+    write_section(f"{SECTION_START}\nfirst\n{SECTION_END}\n", path)
+    write_section(f"{SECTION_START}\nsecond\n{SECTION_END}\n", path)
+    text = path.read_text()
+    assert text.startswith("# Quality\n\nrows\n") and "second" in text and "first" not in text
+    assert text.count(SECTION_START) == 1 and text.count(SECTION_END) == 1
+    write_report(tiny_results(), tmp_path)  # benchmarks.quality rewrites the file
+    text = path.read_text()
+    assert text.startswith("# Quality benchmark") and "second" in text and text.count(SECTION_START) == 1

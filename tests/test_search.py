@@ -76,13 +76,13 @@ def test_gram_step_errors_equal_direct_computation():
         old = d
     G = len(grid)
     target = states + [preds[-1]]
-    for p, a, b in [(G, 0, 3), (0, 3, 7), (2, 5, G - 1), (4, G - 1, G)]:
+    for p, a, b in [(G, 0, 3), (0, 3, 7), (2, 5, G - 1), (4, G - 1, G), (1, 6, G)]:
         prev = schedule[p] if p < G else np.nan
         c = [float(v) for v in step_coefficients("dpmpp_2m", prev, schedule[a], schedule[b])]
         guess = c[0] * states[a] + c[1] * preds[a] + (c[2] * preds[p] if p < G else 0)
         direct = float((guess - target[b]).pow(2).mean())
         assert errors[p, a, b] == pytest.approx(direct, rel=1e-6)  # the model sees float32 states
-    assert np.isinf(errors[3, 2, 5]) and np.isinf(errors[G, 1, 4]) and np.isinf(errors[0, 2, G])  # p<a<b; start; end
+    assert np.isinf(errors[3, 2, 5]) and np.isinf(errors[G, 1, 4]) and np.isinf(errors[2, 2, G])  # p < a < b; start
 
 
 def test_best_path_is_the_brute_force_optimum():
@@ -92,21 +92,19 @@ def test_best_path_is_the_brute_force_optimum():
     for steps in (2, 3, 4):
         def total(path):
             prev = [G] + list(path[:-2])
-            cost = sum(costs[p, a, b] for p, a, b in zip(prev, path[:-1], path[1:]))
-            return cost if path[-2] == G - 1 else np.inf
+            return sum(costs[p, a, b] for p, a, b in zip(prev, path[:-1], path[1:]))
         best = min((total([0, *mid, G]), [0, *mid, G]) for mid in itertools.combinations(range(1, G), steps - 1))
         masked = costs.copy()
-        masked[:, : G - 1, G] = np.inf  # the last step leaves from the last grid point
         p, a, b = np.meshgrid(np.arange(G + 1), np.arange(G), np.arange(G + 1), indexing="ij")
         masked[~((a < b) & ((p < a) | ((p == G) & (a == 0))))] = np.inf
         assert best_path(masked, steps) == best[1]
 
 
-def test_search_holds_the_ends_keeps_the_budget_and_beats_vrg_alone():
+def test_search_holds_the_start_keeps_the_budget_and_beats_vrg_alone():
     denoise = gaussian_denoiser(SCALE)
     result = search_schedule(denoise, start_noise(KARRAS_5[0]), KARRAS_5, eps_table(), "euler", evaluations=2000)
     s = result.sigmas
-    assert len(s) == 6 and s[0] == KARRAS_5[0] and s[-2] == KARRAS_5[-2] and s[-1] == 0 and np.all(np.diff(s) < 0)
+    assert len(s) == 6 and s[0] == KARRAS_5[0] and s[-2] >= KARRAS_5[-2] and s[-1] == 0 and np.all(np.diff(s) < 0)
     assert result.evaluations <= 2000 and result.samples >= 4
     o = result.objectives
     assert o[result.chosen].total == min(v.total for v in o.values())

@@ -12,14 +12,18 @@ the model. The search measures both on the user's model:
    is x̂_b = c_x·X_a + c_D·D_a + c_old·D_p (`step_coefficients`, ComfyUI's formulas). Its
    error against the teacher's X_b, per dimension and sample, is a quadratic form in the
    Gram matrix; the model is not called again. The last step (to σ = 0) returns D_a and is
-   compared with the teacher's final sample. Added to every step is VRG's variance term
-   `variance_weight`·(g_a − g_b)²·w(g_a) from the error table, in the same units (squared
-   latent units per dimension).
-3. **Search.** A dynamic programme over (previous, current) grid points gives the schedule
-   with the least summed cost for exactly `steps` steps (seconds, no model calls).
-4. **Check.** The searched, the VRG-alone and the base schedule are sampled from the same
-   B noises; the one with the least measured total (final-sample error against the teacher
-   + variance term) is returned, so the result is never worse than VRG alone on that measure.
+   compared with the teacher's final sample. VRG's variance term
+   `variance_weight`·(g_a − g_b)²·w(g_a) from the error table is in the same units (squared
+   latent units per dimension) and is added to every step.
+3. **Search.** An error made at σ_b is partly undone by the remaining steps
+   (`error_survival`); for each damping exponent d in `DAMPING`, a dynamic programme over
+   (previous, current) grid points finds the schedule of exactly `steps` steps with the
+   least Σ (step error · survival^d + variance term · survival) — in well under a second,
+   with no model calls.
+4. **Check.** The searched schedules, VRG alone and the base are sampled from the same B
+   noises; the one with the least measured total (final-sample error against the teacher +
+   the propagated variance term) is returned, so the result is never worse than VRG alone
+   on that measure.
 
 Ancestral samplers inject fresh noise, so their result cannot be compared path by path
 with a teacher: `euler_ancestral` is searched and checked on its noise-free part (Euler).
@@ -153,13 +157,12 @@ def step_errors(teacher: Teacher, sampler: str) -> np.ndarray:
     """E[p, a, b]: squared error per dimension of one step a → b after p, against the teacher's state at b.
 
     Indices are grid points 0..G−1; p = G means "no previous step" (allowed only at a = 0)
-    and b = G means σ = 0, reached only from the last grid point (the held σ_min). Other
-    entries breaking p < a < b are +inf.
+    and b = G means σ = 0. Entries breaking p < a < b are +inf.
     """
     G, M = len(teacher.grid), teacher.gram
     sig = np.append(teacher.grid, 0.0)
     p, a, b = np.meshgrid(np.arange(G + 1), np.arange(G), np.arange(G + 1), indexing="ij")
-    valid = (a < b) & ((p < a) | ((p == G) & (a == 0))) & ((b < G) | (a == G - 1))
+    valid = (a < b) & ((p < a) | ((p == G) & (a == 0)))
     prev_sigma = np.where(p < G, sig[np.minimum(p, G - 1)], np.nan)
     c_x, c_d, c_old = step_coefficients(sampler, prev_sigma, sig[a], sig[b])
     # vector indices: X_m -> m, D_m -> G + m; target X_b, or the teacher's final sample D_{G-1} at b = G
@@ -305,10 +308,9 @@ def search_schedule(
 ) -> SearchResult:
     """Search a `len(base_sigmas) − 1`-step schedule for `sampler` on the model behind `denoise`.
 
-    `base_sigmas` — the host's base schedule (descending, ending at 0); its first and last
-    non-zero σ are held (every host scheduler ends σ_min → 0: a last step from a high σ
-    returns a blurred mean, which a squared error rewards and the eye does not). It and its
-    VRG-alone version (`optimize_sigmas`, start held) are checked beside the searched
+    `base_sigmas` — the host's base schedule (descending, ending at 0); its σ_0 is held and
+    the other levels are searched between σ_0 and its last non-zero σ. It and its VRG-alone
+    version (`optimize_sigmas`, start held) are checked beside the searched
     schedules. `noise(B)` gives B starting states at σ_0 exactly as the host's sampler forms
     them (for an empty latent: noise·σ_0 for EPS, noise for flow at σ_0 = 1). At most
     `evaluations` model evaluations (per sample) are spent, `batch_size` samples at a time
