@@ -15,18 +15,17 @@ import folder_paths
 from comfy_api.latest import io
 
 from ..vrg_core.errors import VRGError
-from ..vrg_core.bundle import find_searched, load_bundled_table, store_searched
+from ..vrg_core.bundle import find_searched, store_searched
 from ..vrg_core.plot import search_png
 from ..vrg_core.search import (
     DEFAULT_EVALUATIONS, DEFAULT_VARIANCE_WEIGHT, MAX_STEPS, SAMPLERS, SearchResult, cache_settings, samples_for,
     search_schedule,
 )
-from ..vrg_core.table_io import load_table
-from .common import CATEGORY, png_to_image, report, stop_if_cancelled
+from .common import CATEGORY, check_choice, png_to_image, report, stop_if_cancelled
 from .host import fingerprint, table_warnings
 from .profile import UNCONDITIONAL
 from .scheduler import ATTRIBUTE, Settings, base_scheduler_names
-from .tables import BUNDLED, FOLDER, table_choices, table_file
+from .tables import FOLDER, load_choice, table_choices
 
 
 def guided_search(model, positive, negative, cfg: float, latent: torch.Tensor, base: torch.Tensor, sampler: str,
@@ -113,14 +112,12 @@ class VRGSearchSchedule(io.ComfyNode):
     @classmethod
     def execute(cls, model, table, latent, sampler_name, scheduler, steps, seed, evaluations, variance_weight,
                 batch_size, cfg, use_cache, positive=None, negative=None) -> io.NodeOutput:
-        if sampler_name not in SAMPLERS:
-            raise VRGError(f"sampler {sampler_name!r} cannot be searched; pick one of: {', '.join(SAMPLERS)}")
-        if scheduler not in base_scheduler_names():
-            raise VRGError(f"base scheduler {scheduler!r} is not available; pick one of the listed schedulers")
+        check_choice("sampler_name", sampler_name, SAMPLERS)
+        check_choice("scheduler", scheduler, base_scheduler_names())
         if cfg != 1.0 and negative is None:
             raise VRGError(f"cfg {cfg:g} mixes in the negative conditioning: connect one, or set cfg to 1")
         name = table
-        table = load_bundled_table(name[len(BUNDLED):]) if name.startswith(BUNDLED) else load_table(table_file(name))
+        table = load_choice(name)
         warnings = table_warnings(table, model)
         base = comfy.samplers.calculate_sigmas(model.get_model_object("model_sampling"), scheduler, steps).float()
         settings = cache_settings(table, base, fingerprint(model), evaluations, variance_weight, seed, cfg)

@@ -10,6 +10,7 @@ import folder_paths
 from comfy_api.latest import io
 
 from ..vrg_core.bundle import BUNDLE_DIR, list_bundled_tables, load_bundled_table
+from ..vrg_core.error_table import ErrorTable
 from ..vrg_core.errors import VRGError
 from ..vrg_core.table_io import load_table, save_table
 from .common import CATEGORY, ErrorTableIO, report
@@ -54,6 +55,11 @@ def table_file(name: str) -> Path:
     if path is None:
         raise VRGError(f"error table {name!r} is not in models/{FOLDER}/; refresh the list or save it again")
     return Path(path)
+
+
+def load_choice(name: str) -> ErrorTable:
+    """The table behind a Load choice: a file in models/vrg/ or `bundled: <name>`."""
+    return load_bundled_table(name[len(BUNDLED):]) if name.startswith(BUNDLED) else load_table(table_file(name))
 
 
 class VRGSaveErrorTable(io.ComfyNode):
@@ -103,7 +109,7 @@ class VRGLoadErrorTable(io.ComfyNode):
 
     @classmethod
     def execute(cls, name) -> io.NodeOutput:
-        table = load_bundled_table(name[len(BUNDLED):]) if name.startswith(BUNDLED) else load_table(table_file(name))
+        table = load_choice(name)
         info = table.info
         text = (f"{table.kind.value} table, sigma {table.sigma_min:.4g}..{table.sigma_max:.4g}, "
                 f"{len(table.sigmas)} levels, {int(table.count.sum())} samples, cfg {info.cfg:g}"

@@ -84,8 +84,8 @@ def test_search_node_refuses_bad_input_and_cancels_cleanly(run, inputs, comfy, m
 
     from vrg_pack.vrg_core.errors import VRGError
 
-    for override, message in (({"sampler_name": "heun"}, "cannot be searched"),
-                              ({"scheduler": "nope"}, "not available"),
+    for override, message in (({"sampler_name": "heun"}, "not one of the choices"),
+                              ({"scheduler": "nope"}, "not one of the choices"),
                               ({"cfg": 3.0}, "negative conditioning"),
                               ({"evaluations": 100}, "too few"),
                               ({"model": run("VRGDemoModel", model="flow")[0]}, "this model is const")):

@@ -21,7 +21,8 @@ link = Link
 NODE_IDS = {
     "VRGProfile", "VRGOptimizeSigmas", "VRGSaveErrorTable", "VRGLoadErrorTable", "VRGMergeErrorTables",
     "VRGLoadSchedule", "VRGSigmasToText", "VRGSigmasFromText", "VRGErrorTableToText", "VRGErrorTableFromText",
-    "VRGLoadImageSet", "VRGApply", "VRGDemoModel", "VRGDemoConditioning", "VRGDemoImageSet", "VRGDemoDecode",
+    "VRGLoadImageSet", "VRGApply", "VRGSearchSchedule", "VRGDemoModel", "VRGDemoConditioning", "VRGDemoImageSet",
+    "VRGDemoDecode",
 }
 IMAGE_FOLDER = "vrg_images"
 DEMO_TABLE = "demo_eps_digit3_cfg2"
