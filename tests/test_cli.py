@@ -84,3 +84,25 @@ def test_bad_input_in_a_real_process_has_no_traceback():
     p = run("optimize", "--table", "missing.safetensors", "--sigmas", "3,1,0")
     assert p.returncode == 2 and "Traceback" not in p.stderr
     assert p.stderr.strip().splitlines() == ["error: file 'missing.safetensors' does not exist; check the name"]
+
+
+def test_search_json_cache_and_bad_input(tmp_path):
+    pytest.importorskip("safetensors")
+    from vrg_core.bundle import load_bundled_table
+
+    table = save_table(load_bundled_table("demo_eps"), tmp_path / "mine.safetensors")
+    args = ("search", "--model", "eps", "--steps", "4", "--sampler", "dpmpp_2m", "--evaluations", "600",
+            "--table", str(table), "--cache", "--json")
+    first = run(*args)
+    assert first.returncode == 0, first.stderr
+    out = json.loads(first.stdout.strip().splitlines()[-1])
+    assert not out["cached"] and out["evaluations"] <= 600 and len(out["sigmas"]) == 5 and out["sigmas"][-1] == 0
+    assert sum(out["objectives"][out["chosen"]]) <= sum(out["objectives"]["vrg"])  # [discretisation, variance]
+    index = json.loads((tmp_path / "index.json").read_text())
+    assert index["tables"]["mine.safetensors"]["searched"]["dpmpp_2m"]["4"]["sigmas"] == out["sigmas"]
+    again = json.loads(run(*args).stdout.strip().splitlines()[-1])
+    assert again["cached"] and again["sigmas"] == out["sigmas"]
+    flow_table = run("search", "--model", "flow", "--table", str(table))
+    assert flow_table.returncode == 2 and flow_table.stderr.startswith("error: ") and "eps" in flow_table.stderr
+    too_few = run("search", "--steps", "10", "--evaluations", "50")
+    assert too_few.returncode == 2 and "too few" in too_few.stderr and "Traceback" not in too_few.stderr
