@@ -5,8 +5,8 @@ VRG alone moves each step of a base schedule to lower the propagated *prediction
 the model. The search measures both on the user's model:
 
 1. **Teacher.** B trajectories from noise are solved with DPM-Solver++(2M) on a fine grid
-   g_0 > g_1 > … > g_{G−1} > 0 (g_0 = σ_0 of the base schedule, held; uniform in log-SNR,
-   σ descending, the start first). Every grid state X_m and its prediction D_m = D(X_m, g_m)
+   g_0 > g_1 > … > g_{G−1} > 0 (g_0 = σ_0 of the base schedule, held; g_{G−1} the table's
+   least σ; uniform in log-SNR, σ descending, the start first). Every grid state X_m and its prediction D_m = D(X_m, g_m)
    are kept only through their Gram matrix, so memory does not grow with the latent size.
 2. **Step costs.** One step of the chosen sampler from grid point a to b (previous point p)
    is x̂_b = c_x·X_a + c_D·D_a + c_old·D_p (`step_coefficients`, ComfyUI's formulas). Its
@@ -309,8 +309,8 @@ def search_schedule(
     """Search a `len(base_sigmas) − 1`-step schedule for `sampler` on the model behind `denoise`.
 
     `base_sigmas` — the host's base schedule (descending, ending at 0); its σ_0 is held and
-    the other levels are searched between σ_0 and its last non-zero σ. It and its VRG-alone
-    version (`optimize_sigmas`, start held) are checked beside the searched
+    the other levels are searched between σ_0 and the table's least σ (the model's σ_min
+    for a table profiled over the whole range). It and its VRG-alone version (`optimize_sigmas`, start held) are checked beside the searched
     schedules. `noise(B)` gives B starting states at σ_0 exactly as the host's sampler forms
     them (for an empty latent: noise·σ_0 for EPS, noise for flow at σ_0 = 1). At most
     `evaluations` model evaluations (per sample) are spent, `batch_size` samples at a time
@@ -338,7 +338,10 @@ def search_schedule(
         raise VRGError(f"{evaluations} evaluations are too few for {steps} steps on a {grid_size}-point grid; "
                        f"allow at least {MIN_SAMPLES * (grid_size + CHECKS * steps)}")
     kind: ModelKind = table.kind
-    grid = noise_level_grid(float(base[-2]), float(base[0]), grid_size, kind)[::-1].copy()
+    if not table.sigma_min < base[0]:
+        raise VRGError(f"the error table starts at sigma {table.sigma_min:.4g}, above the schedule's start "
+                       f"{base[0]:.4g}; use a table profiled over the model's whole noise range")
+    grid = noise_level_grid(table.sigma_min, float(base[0]), grid_size, kind)[::-1].copy()
     w, _ = table.interpolate(grid)  # refuses a grid outside the table's range
     vrg = optimize_sigmas(base, table, start="fixed").sigmas
     done = [0]
