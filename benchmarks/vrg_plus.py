@@ -134,7 +134,7 @@ def section(results: dict) -> str:
              f"({len(results['config']['seeds'])} seeds × {results['config']['samples']} samples); VRG = VRG fixed. "
              "VRG+ = `search_schedule` defaults: DPM++2M teacher on a 100-point grid, step costs from its Gram "
              "matrix, a dynamic programme per damping exponent, and a check of the searched schedules, VRG alone "
-             "and the base by sampling the same teacher noise; σ_0 and the last σ held. *RMS to 200*: per-dimension "
+             "and the base by sampling the same teacher noise; σ_0 held. *RMS to 200*: per-dimension "
              "RMS distance of seed 0's samples to DPM++2M/200-step samples from the same noise (pixels in [−1, 1]).",
              ""]
     for s in results["subjects"]:
