@@ -3,8 +3,8 @@
     COMFYUI_PATH=/path/to/ComfyUI /path/to/ComfyUI/venv/bin/python tests/comfy/build_workflows.py
 
 Starts ComfyUI and headless Chromium, builds each graph with LiteGraph, saves the frontend's
-own serialisation as example_workflows/<name>.json and a .jpg thumbnail (the demo is run first,
-so its thumbnail shows the previews and images it made).
+own serialisation as example_workflows/<name>.json and a .jpg thumbnail (the CPU demos are run
+first, so their thumbnails show the previews and images they made).
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from workflows import IMAGE_FOLDER, TEMPLATE_MODELS, WORKFLOWS, Link  # noqa: E4
 
 REPO = HERE.parents[1]
 OUT = REPO / "example_workflows"
+RUN_FIRST = ("vrg_demo_cpu", "vrg_search_demo_cpu")  # run before saving, so thumbnails show their results
 APP_READY = "window.app && window.app.graph && window.LiteGraph && window.app.canvas"
 
 BUILD_GRAPH = """
@@ -99,13 +100,14 @@ async def thumbnail(browser: Browser, path: Path) -> None:
 
 async def build(server) -> None:
     async with Browser(width=2400, height=1300) as browser:
-        await browser.goto(server.url, APP_READY)
         for name, nodes in WORKFLOWS.items():
+            await browser.goto(server.url, APP_READY)  # a fresh page: no previews left from the last graph
             await browser.evaluate(f"({BUILD_GRAPH})({json.dumps(graph_spec(nodes))})")
-            if name == "vrg_demo_cpu":
+            if name in RUN_FIRST:
+                done = len(http_json(f"{server.url}/history"))
                 await browser.evaluate("app.queuePrompt(0, 1)")
                 deadline = time.monotonic() + 300
-                while http_json(f"{server.url}/queue")["queue_running"] or not http_json(f"{server.url}/history"):
+                while http_json(f"{server.url}/queue")["queue_running"] or len(http_json(f"{server.url}/history")) == done:
                     if time.monotonic() > deadline:
                         raise TimeoutError("the demo workflow did not finish")
                     await asyncio.sleep(1)

@@ -73,3 +73,29 @@ def test_templates_pass_prompt_validation(server, template_files, name):
     assert entry["status"]["status_str"] == "error"
     failed = [m[1] for m in entry["status"]["messages"] if m[0] == "execution_error"]
     assert failed and failed[0]["node_type"] == "CheckpointLoaderSimple", failed
+
+
+def test_search_demo_workflow_end_to_end_and_cached_on_the_second_run(server):
+    import json
+
+    ids = node_ids("vrg_search_demo_cpu")
+    started = time.monotonic()
+    entry = finished(server, post(server, api_prompt(WORKFLOWS["vrg_search_demo_cpu"]))["prompt_id"])
+    print(f"\nVRG+ search workflow over HTTP: {time.monotonic() - started:.1f} s")
+    assert entry["status"]["status_str"] == "success", entry["status"]
+    searched = entry["outputs"][ids["search"]]
+    assert 0 < searched["evaluations"][0] <= 2000 and searched["images"]
+    base, vrg, plus = searched["total_error"]
+    assert plus <= vrg  # never worse than VRG alone on the measured total error
+    for save in ("save", "save_karras"):
+        assert len(entry["outputs"][ids[save]]["images"]) == 8
+    index = json.loads((server.base / "models" / "vrg" / "index.json").read_text())
+    assert index["tables"]["bundled: demo_eps"]["searched"]["euler"]["6"]["sigmas"] == searched["sigmas"]
+
+    prompt = api_prompt(WORKFLOWS["vrg_search_demo_cpu"])
+    prompt[ids["ksampler"]]["inputs"]["seed"] = 1  # a changed graph, so the search node runs again
+    prompt[ids["search"]]["inputs"]["batch_size"] = 8  # not part of the cache key
+    again = finished(server, post(server, prompt)["prompt_id"])
+    assert again["status"]["status_str"] == "success", again["status"]
+    assert again["outputs"][ids["search"]]["evaluations"] == [0]  # from models/vrg/index.json
+    assert again["outputs"][ids["search"]]["sigmas"] == searched["sigmas"]

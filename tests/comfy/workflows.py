@@ -119,8 +119,35 @@ def flux_template() -> list:
     ]
 
 
+
+
+def search_demo() -> list:
+    """Demo model on a CPU: VRG+ search for Euler at 6 steps -> KSampler with `vrg`, beside plain Karras."""
+    cond = {"positive": link("digit"), "negative": link("digit")}
+    return [
+        ("model", "VRGDemoModel", {"model": "eps"}),
+        ("digit", "VRGDemoConditioning", {"digit": "7"}),
+        ("empty", "EmptyLatentImage", {"width": 128, "height": 128, "batch_size": 8}),
+        ("search", "VRGSearchSchedule", {"model": link("model"), "table": "bundled: demo_eps",
+                                         "latent": link("empty"), "sampler_name": "euler", "scheduler": "karras",
+                                         "steps": 6, "seed": 0, "evaluations": 2000, "variance_weight": 1.0,
+                                         "batch_size": 16, "cfg": 1.0, "use_cache": True,
+                                         "positive": link("digit")}),
+        ("ksampler", "KSampler", {"model": link("search", 1), "seed": 0, "steps": 6, "cfg": 1.0,
+                                  "sampler_name": "euler", "scheduler": "vrg", **cond, "latent_image": link("empty"),
+                                  "denoise": 1.0}),
+        ("decode", "VRGDemoDecode", {"latent": link("ksampler"), "scale": 8}),
+        ("save", "SaveImage", {"images": link("decode"), "filename_prefix": "vrg_plus"}),
+        ("karras", "KSampler", {"model": link("model"), "seed": 0, "steps": 6, "cfg": 1.0, "sampler_name": "euler",
+                                "scheduler": "karras", **cond, "latent_image": link("empty"), "denoise": 1.0}),
+        ("decode_karras", "VRGDemoDecode", {"latent": link("karras"), "scale": 8}),
+        ("save_karras", "SaveImage", {"images": link("decode_karras"), "filename_prefix": "karras"}),
+    ]
+
+
 WORKFLOWS = {
     "vrg_demo_cpu": demo(),
+    "vrg_search_demo_cpu": search_demo(),
     "vrg_sd15": checkpoint_template("sd15", 512, 7.0, 20, "karras"),
     "vrg_sdxl": checkpoint_template("sdxl", 1024, 6.0, 20, "karras"),
     "vrg_flux_dev": flux_template(),
