@@ -173,9 +173,9 @@ def step_errors(teacher: Teacher, sampler: str) -> np.ndarray:
     idx = (ix, id_, iold, it)
     err = np.zeros(a.shape)
     with np.errstate(invalid="ignore", over="ignore"):  # invalid entries are masked below
-      for i in range(4):
-        for j in range(4):
-          err += coef[i] * coef[j] * M[idx[i], idx[j]]
+        for i in range(4):
+            for j in range(4):
+                err += coef[i] * coef[j] * M[idx[i], idx[j]]
     err = np.maximum(err / teacher.numel, 0.0)
     return np.where(valid, err, np.inf)
 
@@ -220,7 +220,7 @@ def best_path(costs: np.ndarray, steps: int) -> list[int]:
 
 @dataclasses.dataclass(frozen=True)
 class Objective:
-    """Total error of one schedule: final-sample error against the teacher + weighted CPE (per dimension)."""
+    """Total error of one schedule, per dimension: final-sample error against the teacher + `propagated_variance`."""
 
     discretisation: float
     variance: float
