@@ -104,3 +104,11 @@ def test_search_node_refuses_bad_input_and_cancels_cleanly(run, inputs, comfy, m
     with pytest.raises(mm.InterruptProcessingException):
         run("VRGSearchSchedule", **{**inputs, "seed": 99})
     assert (index.read_bytes() if index.exists() else None) == before  # nothing stored
+
+
+def test_search_node_with_guidance_uses_the_negative(run, inputs):
+    negative = run("VRGDemoConditioning", digit="none")[0]
+    plain = run("VRGSearchSchedule", **{**inputs, "use_cache": False})
+    guided = run("VRGSearchSchedule", **{**inputs, "use_cache": False, "cfg": 3.0, "negative": negative})
+    assert guided.ui["evaluations"][0] <= 600
+    assert guided.ui["total_error"] != plain.ui["total_error"]  # the guided model was searched, not the plain one
