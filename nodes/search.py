@@ -126,7 +126,8 @@ class VRGSearchSchedule(io.ComfyNode):
         result = find_searched(folder, name, sampler_name, steps, settings) if use_cache else None
         cached = result is not None
         if result is None:
-            empty = comfy.sample.fix_empty_latent_channels(model, latent["samples"])  # as the KSampler does
+            size = latent["samples"].shape[2:]  # only the size is used: the search starts from noise
+            empty = torch.zeros((1, model.get_model_object("latent_format").latent_channels, *size))
             result = guided_search(model, positive, negative, cfg, empty, base, sampler_name, seed,
                                    evaluations, variance_weight, batch_size, table)
             if use_cache:

@@ -69,7 +69,8 @@ def read_index(bundle_dir: Path = BUNDLE_DIR) -> dict:
     try:
         index = json.loads(read_limited(path, MAX_INDEX_BYTES).decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise VRGError(f"the schedule index {path} is damaged ({e}); restore it from the repository") from None
+        raise VRGError(f"the schedule index {path} is damaged ({e}); restore it from the repository, or delete it "
+                       "if it is the searched-schedule cache in models/vrg/") from None
     if not isinstance(index, dict) or index.get("format") != INDEX_FORMAT or not isinstance(index.get("tables"), dict):
         raise VRGError(f"{path} is not a VRG schedule index")
     if index.get("version", 0) > INDEX_VERSION:

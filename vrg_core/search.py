@@ -342,8 +342,8 @@ def search_schedule(
         raise VRGError(f"the error table starts at sigma {table.sigma_min:.4g}, above the schedule's start "
                        f"{base[0]:.4g}; use a table profiled over the model's whole noise range")
     grid = noise_level_grid(table.sigma_min, float(base[0]), grid_size, kind)[::-1].copy()
-    w, _ = table.interpolate(grid)  # refuses a grid outside the table's range
-    vrg = optimize_sigmas(base, table, start="fixed").sigmas
+    vrg = optimize_sigmas(base, table, start="fixed").sigmas  # also refuses a base outside the table's range
+    w, _ = table.interpolate(grid)
     done = [0]
 
     def on_eval(count: int) -> None:

@@ -112,3 +112,23 @@ def test_search_node_with_guidance_uses_the_negative(run, inputs):
     guided = run("VRGSearchSchedule", **{**inputs, "use_cache": False, "cfg": 3.0, "negative": negative})
     assert guided.ui["evaluations"][0] <= 600
     assert guided.ui["total_error"] != plain.ui["total_error"]  # the guided model was searched, not the plain one
+
+
+def test_search_node_uses_only_the_latent_size_and_names_a_damaged_cache(run, inputs, comfy):
+    from vrg_pack.vrg_core.errors import VRGError
+
+    encoded_like = {"samples": torch.randn(2, 4, 16, 16)}  # not empty, 4 channels: only its size matters
+    out = run("VRGSearchSchedule", **{**inputs, "latent": encoded_like, "use_cache": False})
+    assert len(out[0]) == 6
+    index = comfy.base / "models" / "vrg" / "index.json"
+    index.parent.mkdir(parents=True, exist_ok=True)
+    saved = index.read_bytes() if index.exists() else None
+    index.write_text("{not json")
+    try:
+        with pytest.raises(VRGError, match="delete it"):
+            run("VRGSearchSchedule", **inputs)
+    finally:
+        if saved is None:
+            index.unlink()
+        else:
+            index.write_bytes(saved)
