@@ -58,6 +58,15 @@ def vrg_scheduler(model_sampling, steps: int) -> torch.Tensor:
     return torch.tensor(result.sigmas, dtype=torch.float32)
 
 
+def with_settings(model, settings: Settings):
+    """A clone of `model` whose `model_sampling` carries `settings` for the `vrg` scheduler (an object patch)."""
+    patched = model.clone()
+    sampling = copy.copy(patched.get_model_object("model_sampling"))  # shares its tensors; adds one attribute
+    setattr(sampling, ATTRIBUTE, settings)
+    patched.add_object_patch("model_sampling", sampling)
+    return patched
+
+
 def register_scheduler() -> None:
     """Add `vrg` to ComfyUI's scheduler dict and name list in place (other nodes hold these very objects)."""
     comfy.samplers.SCHEDULER_HANDLERS.setdefault(NAME, comfy.samplers.SchedulerHandler(vrg_scheduler))
@@ -92,10 +101,7 @@ class VRGApply(io.ComfyNode):
             raise VRGError(f"base scheduler {base_scheduler!r} is not available; pick one of the listed schedulers")
         check_choice("start", start, START_MODES)
         warnings = table_warnings(table, model)
-        patched = model.clone()
-        sampling = copy.copy(patched.get_model_object("model_sampling"))  # shares its tensors; adds one attribute
-        setattr(sampling, ATTRIBUTE, Settings(table, base_scheduler, gamma or "auto", start))
-        patched.add_object_patch("model_sampling", sampling)
+        patched = with_settings(model, Settings(table, base_scheduler, gamma or "auto", start))
         text = f"scheduler 'vrg' = {base_scheduler} optimised with this {table.kind.value} table (start {start})"
         return io.NodeOutput(patched, ui=report(cls, text, warnings))
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import time
 from pathlib import Path
 
@@ -24,7 +23,7 @@ from ..vrg_core.search import (
 from .common import CATEGORY, check_choice, png_to_image, report, stop_if_cancelled
 from .host import fingerprint, table_warnings
 from .profile import UNCONDITIONAL
-from .scheduler import ATTRIBUTE, Settings, base_scheduler_names
+from .scheduler import Settings, base_scheduler_names, with_settings
 from .tables import FOLDER, load_choice, table_choices
 
 
@@ -133,11 +132,8 @@ class VRGSearchSchedule(io.ComfyNode):
             if use_cache:
                 folder.mkdir(parents=True, exist_ok=True)
                 store_searched(folder, name, name, result, settings)
-        patched = model.clone()
-        sampling = copy.copy(patched.get_model_object("model_sampling"))
-        setattr(sampling, ATTRIBUTE, Settings(table, scheduler, "auto", "fixed",
-                                              {steps: torch.tensor(result.sigmas, dtype=torch.float32)}))
-        patched.add_object_patch("model_sampling", sampling)
+        sigmas = torch.tensor(result.sigmas, dtype=torch.float32)
+        patched = with_settings(model, Settings(table, scheduler, "auto", "fixed", {steps: sigmas}))
         o = result.objectives
         cost = "cached" if cached else f"{result.evaluations} evaluations"
         text = (f"{sampler_name}, {steps} steps from {scheduler}: chose {result.chosen}; total error base "
@@ -148,7 +144,7 @@ class VRGSearchSchedule(io.ComfyNode):
         ui = report(cls, text, warnings, plot, sigmas=result.sigmas.tolist(), chosen=[result.chosen],
                     total_error=[o["base"].total, o["vrg"].total, o[result.chosen].total],
                     evaluations=[0 if cached else result.evaluations])
-        return io.NodeOutput(torch.tensor(result.sigmas, dtype=torch.float32), patched, plot, ui=ui)
+        return io.NodeOutput(sigmas, patched, plot, ui=ui)
 
 
 NODES = [VRGSearchSchedule]
