@@ -106,3 +106,14 @@ def test_search_json_cache_and_bad_input(tmp_path):
     assert flow_table.returncode == 2 and flow_table.stderr.startswith("error: ") and "eps" in flow_table.stderr
     too_few = run("search", "--steps", "10", "--evaluations", "50")
     assert too_few.returncode == 2 and "too few" in too_few.stderr and "Traceback" not in too_few.stderr
+
+
+def test_demo_json_compares_base_vrg_and_vrg_plus():
+    p = run("demo", "--count", "200", "--samples", "16", "--json")
+    assert p.returncode == 0, p.stderr
+    out = json.loads(p.stdout.strip().splitlines()[-1])
+    for key in ("base_metric", "vrg_metric", "vrg_plus_metric"):
+        assert np.isfinite(out[key]) and out[key] > 0
+    assert out["vrg_plus_evaluations"] <= 2000
+    assert out["vrg_plus_sigmas"][0] == out["base_sigmas"][0] and out["vrg_plus_sigmas"][-1] == 0
+    assert len(out["vrg_plus_sigmas"]) == len(out["base_sigmas"]) == 11

@@ -107,7 +107,7 @@ CASES = {
     "profile_out_is_a_folder": (["profile", "--out", "in/folder.safetensors"], "--out", "is a folder"),
     "profile_out_under_a_file": (["profile", "--out", "in/afile/t.safetensors"], "afile' is a file",
                                  "pick another folder"),
-    "demo_steps_0": (["demo", "--steps", "0"], "--steps", "at least 1"),
+    "demo_steps_1": (["demo", "--steps", "1"], "--steps", "at least 2"),
 }
 
 

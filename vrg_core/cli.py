@@ -140,13 +140,25 @@ def cmd_profile(a: argparse.Namespace) -> None:
     print(f"wrote {a.out}: {len(table.sigmas)} levels x {a.samples} samples in {time.perf_counter() - t0:.1f} s")
 
 
+def demo_noise(model, sigma0: float, seed: int):
+    """`noise(count)` for `search_schedule`: seeded starting states of an empty latent at σ_0 (demo models)."""
+    import torch
+
+    from .parameterization import add_noise
+
+    def noise(count: int) -> torch.Tensor:
+        eps = torch.randn((count, 1, 16, 16), generator=torch.Generator().manual_seed(seed))
+        return add_noise(torch.zeros_like(eps), eps, torch.full((count,), sigma0), model.kind)
+
+    return noise
+
+
 def cmd_search(a: argparse.Namespace) -> None:
     import torch
 
     from .bundle import find_searched, load_bundled_table, store_searched
     from .demo import load_demo_model, make_context
     from .demo.sampling import karras_sigmas, simple_sigmas
-    from .parameterization import add_noise
     from .search import cache_settings, search_schedule
 
     model = load_demo_model(a.model)
@@ -160,10 +172,7 @@ def cmd_search(a: argparse.Namespace) -> None:
     result = find_searched(folder, name, a.sampler, len(base) - 1, settings) if a.cache and folder else None
     cached = result is not None
     if result is None:
-        def noise(count: int) -> torch.Tensor:
-            eps = torch.randn((count, 1, 16, 16), generator=torch.Generator().manual_seed(a.seed))
-            return add_noise(torch.zeros_like(eps), eps, torch.full((count,), float(base[0])), model.kind)
-
+        noise = demo_noise(model, float(base[0]), a.seed)
         bar = lambda done, total: print(f"\rsearching {done}/{total} evaluations", end="", file=sys.stderr)  # noqa: E731
         with torch.inference_mode():
             result = search_schedule(lambda x, s, i: model.denoise(x, s, make_context(i % 10)), noise, base, table,
@@ -188,6 +197,7 @@ def cmd_demo(a: argparse.Namespace) -> None:
     from .demo import load_demo_model
     from .demo.metric import fd_to_heldout
     from .demo.sampling import karras_sigmas, sample_euler
+    from .search import search_schedule
 
     t0 = time.perf_counter()
     torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
@@ -195,18 +205,24 @@ def cmd_demo(a: argparse.Namespace) -> None:
     table = profile_demo("eps", a.grid, a.samples, 256, a.seed)
     base = karras_sigmas(model, a.steps)
     r = optimize_sigmas(base.numpy(), table, start="fixed")
+    with torch.inference_mode():
+        plus = search_schedule(lambda x, s, i: model.denoise(x, s, None), demo_noise(model, float(base[0]), a.seed + 2),
+                               base.double().numpy(), table, "euler")
     noise = torch.randn((a.count, 1, 16, 16), generator=torch.Generator().manual_seed(a.seed + 1))
     metrics = {}
-    for label, sig in (("base", base), ("vrg", torch.from_numpy(r.sigmas).float())):
-        metrics[label] = fd_to_heldout(sample_euler(model, noise, sig).clamp(-1, 1))
+    for label, sig in (("base", base), ("vrg", r.sigmas), ("vrg_plus", plus.sigmas)):
+        metrics[label] = fd_to_heldout(sample_euler(model, noise, torch.as_tensor(sig).float()).clamp(-1, 1))
     out = {"steps": a.steps, "sampler": "euler", "scheduler": "karras", "model": "demo eps (SD1.5 schedule)",
            "samples": a.count, "metric": "FD to held-out digits (classifier features)",
-           "base_metric": metrics["base"], "vrg_metric": metrics["vrg"],
-           "cpe_before": r.cpe_before, "cpe_after": r.cpe_after,
-           "base_sigmas": base.tolist(), "vrg_sigmas": r.sigmas.tolist(), "seconds": time.perf_counter() - t0}
+           "base_metric": metrics["base"], "vrg_metric": metrics["vrg"], "vrg_plus_metric": metrics["vrg_plus"],
+           "cpe_before": r.cpe_before, "cpe_after": r.cpe_after, "base_sigmas": base.tolist(),
+           "vrg_sigmas": r.sigmas.tolist(), "vrg_plus_sigmas": plus.sigmas.tolist(),
+           "vrg_plus_evaluations": plus.evaluations, "seconds": time.perf_counter() - t0}
     print(f"demo EPS model, euler, karras, {a.steps} steps, {a.count} samples from the same noise")
     print(f"  CPE      base {r.cpe_before:.5g}   VRG {r.cpe_after:.5g}")
-    print(f"  FD       base {metrics['base']:.4g}   VRG {metrics['vrg']:.4g}   (lower is better)")
+    print(f"  FD       base {metrics['base']:.4g}   VRG {metrics['vrg']:.4g}   VRG+ {metrics['vrg_plus']:.4g}   "
+          "(lower is better)")
+    print(f"  VRG+ searched the schedule on the model with {plus.evaluations} evaluations (chose {plus.chosen})")
     print(f"  took {out['seconds']:.1f} s")
     if a.json:
         print(json.dumps(out))
@@ -260,7 +276,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr.set_defaults(run=cmd_profile)
 
     d = sub.add_parser("demo", help="profile the demo model, optimise 10 steps, sample base vs VRG, compare FD")
-    d.add_argument("--steps", type=at_least(1), default=10)
+    d.add_argument("--steps", type=at_least(2), default=10)
     d.add_argument("--grid", type=at_least(2), default=32)
     d.add_argument("--samples", type=at_least(1), default=64)
     d.add_argument("--count", type=at_least(2), default=2000, help="samples per schedule for the metric")
