@@ -81,20 +81,30 @@ def log(msg: str) -> None:
 class Runner:
     """Samples one subject, one sample set per seed; identical (sampler, σ) runs are done once."""
 
-    def __init__(self, backend, subject: Subject, cfg: Config):
+    def __init__(self, backend, subject: Subject, cfg: Config, keep_first: bool = False):
         self.backend, self.subject, self.cfg = backend, subject, cfg
         self.batches = [subject.batch(seed, cfg.samples_for(subject)) for seed in cfg.seeds]
         self.denoisers = [subject.make_denoise(b) for b in self.batches]
         self.cache: dict = {}
+        self.first: dict | None = {} if keep_first else None  # run key -> the first seed's samples
         self.evals = 0
         self.sample_seconds = 0.0
 
+    @staticmethod
+    def key(sampler: str, sigmas: torch.Tensor) -> tuple:
+        return sampler, tuple(np.round(sigmas.double().numpy(), 9))
+
+    def first_samples(self, sampler: str, sigmas: torch.Tensor) -> torch.Tensor:
+        """The first seed's samples of a run (needs `keep_first`)."""
+        self.run(sampler, sigmas)
+        return self.first[self.key(sampler, sigmas)]
+
     def run(self, sampler: str, sigmas: torch.Tensor) -> list[float]:
         """The metric of each seed's sample set (same noise and sampler seed for every schedule)."""
-        key = (sampler, tuple(np.round(sigmas.double().numpy(), 9)))
+        key = self.key(sampler, sigmas)
         if key not in self.cache:
             values = []
-            for batch, denoise in zip(self.batches, self.denoisers):
+            for index, (batch, denoise) in enumerate(zip(self.batches, self.denoisers)):
                 calls = [0]
 
                 def counted(x, s, denoise=denoise, calls=calls):
@@ -107,6 +117,8 @@ class Runner:
                 self.sample_seconds += time.perf_counter() - t0
                 self.evals += calls[0] * len(batch.noise)
                 values.append(self.subject.metric(out))
+                if self.first is not None and index == 0:
+                    self.first[key] = out.double()
             self.cache[key] = values
         return self.cache[key]
 

@@ -26,8 +26,8 @@ import numpy as np
 import torch
 
 from vrg_core.demo import make_context
+from vrg_core.demo.sampling import start_noise
 from vrg_core.optimize import optimize_sigmas
-from vrg_core.parameterization import add_noise
 from vrg_core.search import search_schedule
 
 from .backend import Unavailable, load_backend
@@ -45,34 +45,25 @@ REFERENCE_STEPS = 200
 def searched(subject, base: torch.Tensor, table, sampler: str, evaluations: int):
     """VRG+ on the demo model: class-conditional like the benchmark's sample sets, cfg 1."""
     model = subject.extra["model"]
-
-    def noise(count: int) -> torch.Tensor:
-        eps = torch.randn((count, *subject.noise_shape), generator=torch.Generator().manual_seed(0))
-        return add_noise(torch.zeros_like(eps), eps, torch.full((count,), float(base[0])), model.kind)
-
     with torch.inference_mode():
-        return search_schedule(lambda x, s, i: model.denoise(x, s, make_context(i % 10)), noise,
-                               base.double().numpy(), table, sampler, evaluations)
+        return search_schedule(lambda x, s, i: model.denoise(x, s, make_context(i % 10)),
+                               start_noise(model, float(base[0]), 0), base.double().numpy(), table, sampler,
+                               evaluations)
 
 
 def rms_to(runner: Runner, sampler: str, sigmas: torch.Tensor, reference: torch.Tensor) -> float | None:
     if sampler == "euler_ancestral":
         return None
-    batch, denoise = runner.batches[0], runner.denoisers[0]
-    with torch.inference_mode():
-        out = runner.backend.sample(sampler, denoise, batch.noise, sigmas, runner.subject.sampling, seed=batch.seed)
-    return float((out.double() - reference).pow(2).mean().sqrt())
+    return float((runner.first_samples(sampler, sigmas) - reference).pow(2).mean().sqrt())
 
 
 def run_subject(backend, name: str, cfg: Config, evaluations: int, steps_list, samplers) -> dict:
     subject = demo_subject(name)
     table = subject.table("heldout", cfg.grid, cfg.per_level)
-    runner = Runner(backend, subject, cfg)
+    runner = Runner(backend, subject, cfg, keep_first=True)
     ref_sigmas = backend.sigmas(subject.sampling, BASE[name], REFERENCE_STEPS)
     reference = {"values": runner.run("dpmpp_2m", ref_sigmas)}
-    with torch.inference_mode():
-        ref_samples = backend.sample("dpmpp_2m", runner.denoisers[0], runner.batches[0].noise, ref_sigmas,
-                                     subject.sampling, seed=runner.batches[0].seed).double()
+    ref_samples = runner.first_samples("dpmpp_2m", ref_sigmas)
     log(f"{name}: reference {ms(reference['values'])}")
     cells, unavailable = [], set()
     for sampler in samplers:

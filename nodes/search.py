@@ -13,8 +13,8 @@ import comfy.utils
 import folder_paths
 from comfy_api.latest import io
 
-from ..vrg_core.errors import VRGError
 from ..vrg_core.bundle import find_searched, store_searched
+from ..vrg_core.errors import VRGError
 from ..vrg_core.plot import search_png
 from ..vrg_core.search import (
     DEFAULT_EVALUATIONS, DEFAULT_VARIANCE_WEIGHT, MAX_STEPS, SAMPLERS, SearchResult, cache_settings, samples_for,
@@ -82,8 +82,8 @@ class VRGSearchSchedule(io.ComfyNode):
                 io.Combo.Input("sampler_name", options=list(SAMPLERS), default="euler",
                                tooltip="The sampler the schedule is searched for; use the same in the KSampler."),
                 io.Combo.Input("scheduler", options=base_scheduler_names(), default="karras",
-                               tooltip="The base schedule: its first and last sigma are kept, and it and its VRG "
-                                       "version are the candidates the search must beat."),
+                               tooltip="The base schedule: its first sigma is kept, and it and its VRG version "
+                                       "are the candidates the search must beat."),
                 io.Int.Input("steps", default=8, min=2, max=MAX_STEPS, tooltip="Sampling steps."),
                 io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF,
                              tooltip="Seed of the search's own trajectories: same inputs and seed, same schedule."),

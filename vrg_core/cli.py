@@ -140,25 +140,12 @@ def cmd_profile(a: argparse.Namespace) -> None:
     print(f"wrote {a.out}: {len(table.sigmas)} levels x {a.samples} samples in {time.perf_counter() - t0:.1f} s")
 
 
-def demo_noise(model, sigma0: float, seed: int):
-    """`noise(count)` for `search_schedule`: seeded starting states of an empty latent at σ_0 (demo models)."""
-    import torch
-
-    from .parameterization import add_noise
-
-    def noise(count: int) -> torch.Tensor:
-        eps = torch.randn((count, 1, 16, 16), generator=torch.Generator().manual_seed(seed))
-        return add_noise(torch.zeros_like(eps), eps, torch.full((count,), sigma0), model.kind)
-
-    return noise
-
-
 def cmd_search(a: argparse.Namespace) -> None:
     import torch
 
     from .bundle import find_searched, load_bundled_table, store_searched
     from .demo import load_demo_model, make_context
-    from .demo.sampling import karras_sigmas, simple_sigmas
+    from .demo.sampling import karras_sigmas, simple_sigmas, start_noise
     from .search import cache_settings, search_schedule
 
     model = load_demo_model(a.model)
@@ -172,7 +159,7 @@ def cmd_search(a: argparse.Namespace) -> None:
     result = find_searched(folder, name, a.sampler, len(base) - 1, settings) if a.cache and folder else None
     cached = result is not None
     if result is None:
-        noise = demo_noise(model, float(base[0]), a.seed)
+        noise = start_noise(model, float(base[0]), a.seed)
         bar = lambda done, total: print(f"\rsearching {done}/{total} evaluations", end="", file=sys.stderr)  # noqa: E731
         with torch.inference_mode():
             result = search_schedule(lambda x, s, i: model.denoise(x, s, make_context(i % 10)), noise, base, table,
@@ -196,7 +183,7 @@ def cmd_demo(a: argparse.Namespace) -> None:
 
     from .demo import load_demo_model
     from .demo.metric import fd_to_heldout
-    from .demo.sampling import karras_sigmas, sample_euler
+    from .demo.sampling import karras_sigmas, sample_euler, start_noise
     from .search import search_schedule
 
     t0 = time.perf_counter()
@@ -206,7 +193,7 @@ def cmd_demo(a: argparse.Namespace) -> None:
     base = karras_sigmas(model, a.steps)
     r = optimize_sigmas(base.numpy(), table, start="fixed")
     with torch.inference_mode():
-        plus = search_schedule(lambda x, s, i: model.denoise(x, s, None), demo_noise(model, float(base[0]), a.seed + 2),
+        plus = search_schedule(lambda x, s, i: model.denoise(x, s, None), start_noise(model, float(base[0]), a.seed + 2),
                                base.double().numpy(), table, "euler")
     noise = torch.randn((a.count, 1, 16, 16), generator=torch.Generator().manual_seed(a.seed + 1))
     metrics = {}

@@ -19,6 +19,16 @@ def simple_sigmas(model: DemoModel, steps: int) -> torch.Tensor:
     return torch.stack(picks + [torch.zeros(())]).float()
 
 
+def start_noise(model: DemoModel, sigma0: float, seed: int):
+    """`noise(count)` for `vrg_core.search`: seeded starting states of an empty latent at σ_0 (`add_noise`)."""
+
+    def noise(count: int) -> torch.Tensor:
+        eps = torch.randn((count, 1, 16, 16), generator=torch.Generator().manual_seed(seed))
+        return add_noise(torch.zeros_like(eps), eps, torch.full((count,), sigma0), model.kind)
+
+    return noise
+
+
 def guided_denoise(model: DemoModel, x: torch.Tensor, sigma: torch.Tensor,
                    labels: torch.Tensor | None, cfg: float) -> torch.Tensor:
     """D with classifier-free guidance: D_u + cfg·(D_c − D_u); cfg 1 (or no labels) skips D_u."""
