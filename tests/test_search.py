@@ -14,8 +14,8 @@ from vrg_core.errors import Cancelled, VRGError
 from vrg_core.error_table import ErrorTable
 from vrg_core.parameterization import ModelKind, discrete_vp_sigmas, noise_level_grid
 from vrg_core.search import (
-    DAMPING, SearchResult, best_path, cache_settings, run_teacher, sample, search_schedule, step_coefficients,
-    step_errors,
+    DAMPING, METHOD, REFINED, SearchResult, best_path, cache_settings, check, linearised_error, propagated_variance, refine,
+    response_curve, run_teacher, sample, search_schedule, step_coefficients, step_errors,
 )
 
 KARRAS_5 = np.array([14.6146, 4.7965, 1.2741, 0.2479, 0.0292, 0.0])
@@ -109,7 +109,9 @@ def test_search_holds_the_start_keeps_the_budget_and_beats_vrg_alone():
     o = result.objectives
     assert o[result.chosen].total == min(v.total for v in o.values())
     assert o[result.chosen].total <= o["vrg"].total
-    assert set(o) == {f"search@{d:g}" for d in DAMPING} | {"vrg", "base"}
+    searched = {f"search@{d:g}" for d in DAMPING} | {"vrg", "base"}
+    refined = set(o) - searched
+    assert set(o) >= searched and len(refined) == REFINED and all(k.split(":")[1] in searched for k in refined)
     # on exact Gaussian data the search finds a schedule clearly better than Karras
     assert o[result.chosen].discretisation < 0.8 * o["base"].discretisation
 
@@ -159,6 +161,8 @@ def test_search_cache_in_the_bundle_index_format(tmp_path):
     assert found is not None and found.sigmas.tobytes() == result.sigmas.tobytes()
     other = cache_settings(table, KARRAS_5, "abc", 2000, 0.5, 0, 1.0)
     assert find_searched(tmp_path, "t.safetensors", "euler", 5, other) is None  # other settings: search again
+    older = dict(settings, method=METHOD - 1)
+    assert find_searched(tmp_path, "t.safetensors", "euler", 5, older) is None  # an older search: search again
     assert find_searched(tmp_path, "t.safetensors", "dpmpp_2m", 5, settings) is None
     index["tables"]["t.safetensors"]["searched"]["euler"]["5"]["sigmas"] = [1.0, 2.0]
     (tmp_path / "index.json").write_text(json.dumps(index))
@@ -191,3 +195,42 @@ def test_sample_matches_the_teacher_on_its_own_grid():
     final = sample(denoise, start, np.append(grid, 0.0), "dpmpp_2m")
     assert torch.equal(final, teacher.final)
     assert discrete_vp_sigmas()[0] < grid[-1]  # the grid is inside SD1.5's range
+
+
+def test_linearised_error_is_exact_for_a_linear_model():
+    # every dimension alike: D = c(σ)·x, so the model's response to any state error is c(σ) exactly
+    denoise = gaussian_denoiser(torch.full((64,), 0.7))
+    grid = noise_level_grid(0.03, 10.0, 30, ModelKind.EPS)[::-1].copy()
+    teacher = run_teacher(denoise, start_noise(10.0)(6), grid, 4, lambda count: None)
+    c = 0.49 / (0.49 + grid**2)
+    for sampler, path in [("euler", [0, 4, 11, 20, 29]), ("dpmpp_2m", [0, 2, 9, 17, 25, 28])]:
+        sigmas = np.append(grid[path], 0.0)
+        error, rows = check(denoise, teacher, sigmas, sampler, 4, lambda count: None)
+        assert rows.shape == (len(path) - 1, 3)  # one row per step after the first, from the first batch
+        assert np.allclose(rows[:, 1] / rows[:, 2], c[path[1:]], rtol=1e-4)
+        assert linearised_error(sigmas, teacher, sampler, c) == pytest.approx(error, rel=1e-4)
+        assert linearised_error(sigmas, teacher, sampler, 0 * c) != pytest.approx(error, rel=0.05)
+
+
+def test_response_curve_pools_and_falls_back_to_the_nearest_row():
+    rows = np.array([[2.0, 1.0, 4.0], [3.0, 3.0, 4.0], [40.0, 9.0, 10.0]])
+    j = response_curve(rows, 50, width=1.0)
+    assert j[2] == pytest.approx((1 + 3 * np.exp(-0.5)) / (4 + 4 * np.exp(-0.5)))
+    assert j[40] == pytest.approx(0.9) and np.all((j > 0.25 - 1e-9) & (j < 0.9 + 1e-9))
+
+
+def test_refine_lowers_its_objective_and_keeps_a_valid_schedule():
+    denoise = gaussian_denoiser(SCALE)
+    table = eps_table()
+    grid = noise_level_grid(table.sigma_min, KARRAS_5[0], 40, ModelKind.EPS)[::-1].copy()
+    teacher = run_teacher(denoise, start_noise(KARRAS_5[0])(8), grid, 8, lambda count: None)
+    response = np.clip(np.linspace(0, 1.2, len(grid)), 0, 1)
+    variance = float(teacher.final.var(dim=0).mean())
+
+    def objective(sigmas):
+        return linearised_error(sigmas, teacher, "euler", response) + propagated_variance(sigmas, table, variance, 1.0)
+    refined = refine(KARRAS_5, teacher, "euler", response, table, variance, 1.0)
+    assert refined[0] == KARRAS_5[0] and refined[-1] == 0 and len(refined) == len(KARRAS_5)
+    assert np.all(np.diff(refined) < 0) and refined[-2] >= grid[-1]
+    assert objective(refined) < 0.9 * objective(KARRAS_5)
+    assert refine(KARRAS_5, teacher, "euler", response, table, variance, 1.0).tobytes() == refined.tobytes()

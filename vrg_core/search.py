@@ -21,9 +21,16 @@ the model. The search measures both on the user's model:
    least Σ (step error · survival^d + variance term · survival) — in well under a second,
    with no model calls.
 4. **Check.** The searched schedules, VRG alone and the base are sampled from the same B
-   noises; the one with the least measured total (final-sample error against the teacher +
-   the propagated variance term) is returned, so the result is never worse than VRG alone
-   on that measure.
+   noises and their measured total (final-sample error against the teacher + the propagated
+   variance term) is kept. On the way, each sampler state is compared with the teacher's at
+   the same σ: how much of that deviation the model's prediction follows (j(σ), about 0 at
+   high σ, about 1 near 0; `response_curve`) is measured along the sampler's own errors.
+5. **Refine.** With that measured response, the final-sample error of any schedule (any σ,
+   not only grid points) follows from the Gram matrix alone (`linearised_error`): an error
+   made early is carried to the end as the model carries it, which the per-step costs of the
+   dynamic programme cannot see. Nelder–Mead on it + the variance term refines the
+   `REFINED` best checked schedules; they are checked too, and the least measured total wins,
+   so the result is never worse than VRG alone on that measure.
 
 Ancestral samplers inject fresh noise, so their result cannot be compared path by path
 with a teacher: `euler_ancestral` is searched and checked on its noise-free part (Euler).
@@ -41,6 +48,7 @@ from typing import Callable
 
 import numpy as np
 import torch
+from scipy.optimize import minimize
 
 from .errors import Cancelled, VRGError
 from .error_table import ErrorTable
@@ -51,6 +59,7 @@ from .profile import Denoise
 from .table_io import table_to_bytes
 
 SAMPLERS = ("euler", "dpmpp_2m", "euler_ancestral")
+METHOD = 2  # raised whenever the search changes, so a cached result of an older search is not reused
 MAX_STEPS = 50
 DEFAULT_EVALUATIONS = 2000
 DEFAULT_GRID = 100
@@ -59,7 +68,10 @@ DEFAULT_VARIANCE_WEIGHT = 1.0
 # Exponents of `error_survival` tried by the search: 0 counts every local error whole, 1 damps
 # it as for Gaussian data; each gives one searched schedule, and the check keeps the best.
 DAMPING = (0.0, 0.25, 0.5, 0.75, 1.0)
-CHECKS = len(DAMPING) + 2  # searched schedules + VRG alone + base
+REFINED = 2  # the best checked schedules are refined on the linearised error, then checked too
+CHECKS = len(DAMPING) + 2 + REFINED  # searched schedules + VRG alone + base + refined
+RESPONSE_WIDTH = 5.0  # grid points over which the model's measured response is pooled
+REFINE_EVALUATIONS = 3000  # Nelder–Mead evaluations of the linearised error per refined schedule
 
 
 def step_coefficients(sampler: str, sigma_prev, sigma, sigma_next) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -122,6 +134,8 @@ class Teacher:
     `gram` — [2G, 2G] sums over samples of dot products of the vectors X_0..X_{G−1},
     D_0..D_{G−1} (the teacher's final sample is D_{G−1}). `numel` — samples × dimensions.
     `start` — the B starting states; `final` — the teacher's B final samples (float64).
+    `probe` — the first batch's vectors themselves [2G, its samples × dimensions] (float64),
+    to compare a checked schedule's states with the teacher's (`check`).
     """
 
     grid: np.ndarray
@@ -129,6 +143,11 @@ class Teacher:
     numel: int
     start: torch.Tensor
     final: torch.Tensor
+    probe: torch.Tensor
+
+    def position(self, sigma) -> np.ndarray:
+        """Fractional grid index of σ (0 = σ_0), linear in log σ between grid points."""
+        return np.interp(-np.log(sigma), -np.log(self.grid), np.arange(len(self.grid)))
 
 
 def run_teacher(denoise: Denoise, start: torch.Tensor, grid: np.ndarray, batch_size: int,
@@ -139,7 +158,7 @@ def run_teacher(denoise: Denoise, start: torch.Tensor, grid: np.ndarray, batch_s
     2G × batch_size latents whatever the number of samples.
     """
     G = len(grid)
-    gram, finals = np.zeros((2 * G, 2 * G)), []
+    gram, finals, probe = np.zeros((2 * G, 2 * G)), [], None
     for index in batches(len(start), batch_size):
         count = len(index)
         vectors = torch.empty((2 * G, count * start[0].numel()), dtype=torch.float64)
@@ -150,7 +169,8 @@ def run_teacher(denoise: Denoise, start: torch.Tensor, grid: np.ndarray, batch_s
 
         finals.append(sample(denoise, start[index], np.append(grid, 0.0), "dpmpp_2m", index, keep))
         gram += (vectors @ vectors.T).numpy()
-    return Teacher(grid, gram, start.numel(), start, torch.cat(finals))
+        probe = vectors if probe is None else probe
+    return Teacher(grid, gram, start.numel(), start, torch.cat(finals), probe)
 
 
 def step_errors(teacher: Teacher, sampler: str) -> np.ndarray:
@@ -278,7 +298,8 @@ def cache_settings(table: ErrorTable, base_sigmas, model_fingerprint: str, evalu
                    variance_weight: float, seed: int, cfg: float) -> dict:
     """What a cached search must have been made with to be reused (the table by content digest)."""
     digest = hashlib.sha256(table_to_bytes(table)).hexdigest()[:16]
-    return {"table": digest, "model_fingerprint": model_fingerprint, "base": as_schedule(base_sigmas).tolist(),
+    return {"method": METHOD, "table": digest, "model_fingerprint": model_fingerprint,
+            "base": as_schedule(base_sigmas).tolist(),
             "evaluations": int(evaluations), "variance_weight": float(variance_weight), "seed": int(seed),
             "cfg": float(cfg)}
 
@@ -342,6 +363,7 @@ def search_schedule(
         raise VRGError(f"the error table starts at sigma {table.sigma_min:.4g}, above the schedule's start "
                        f"{base[0]:.4g}; use a table profiled over the model's whole noise range")
     grid = noise_level_grid(table.sigma_min, float(base[0]), grid_size, kind)[::-1].copy()
+    noise_free = "euler" if sampler == "euler_ancestral" else sampler
     vrg = optimize_sigmas(base, table, start="fixed").sigmas  # also refuses a base outside the table's range
     w, _ = table.interpolate(grid)
     done = [0]
@@ -365,33 +387,138 @@ def search_schedule(
     sig = np.append(grid, 0.0)
     survival = error_survival(sig, kind, data_variance)
     variance = variance_weight * np.subtract.outer(grid, sig) ** 2 * w[:, None] * survival
-    errors = step_errors(teacher, "euler" if sampler == "euler_ancestral" else sampler)
+    errors = step_errors(teacher, noise_free)
     candidates = {f"search@{d:g}": sig[best_path(errors * survival**d + variance, steps)] for d in DAMPING}
     candidates.update(vrg=vrg, base=base)
     search_seconds = time.perf_counter() - started
 
-    started = time.perf_counter()
     objectives: dict[str, Objective] = {}
-    for name, sigmas in candidates.items():
-        same = next((k for k in objectives if np.array_equal(candidates[k], sigmas)), None)
-        objectives[name] = objectives[same] if same else Objective(
-            final_error(denoise, teacher, sigmas, sampler, batch_size, on_eval),
-            propagated_variance(sigmas, table, data_variance, variance_weight))
+    measured: list[np.ndarray] = []
+
+    def check_all() -> None:
+        for name, sigmas in candidates.items():
+            if name in objectives:
+                continue
+            same = next((k for k in objectives if np.array_equal(candidates[k], sigmas)), None)
+            if same is not None:
+                objectives[name] = objectives[same]
+                continue
+            error, response = check(denoise, teacher, sigmas, noise_free, batch_size, on_eval)
+            measured.append(response)
+            objectives[name] = Objective(error, propagated_variance(sigmas, table, data_variance, variance_weight))
+
+    started = time.perf_counter()
+    check_all()
+    model_seconds += time.perf_counter() - started
+    started = time.perf_counter()
+    response = response_curve(np.concatenate(measured), len(grid))
+    starts: list[str] = []
+    for name in sorted(objectives, key=lambda k: objectives[k].total):
+        if len(starts) < REFINED and not any(np.array_equal(candidates[k], candidates[name]) for k in starts):
+            starts.append(name)
+    for name in starts:
+        candidates[f"refined:{name}"] = refine(candidates[name], teacher, noise_free, response, table,
+                                               data_variance, variance_weight)
+    search_seconds += time.perf_counter() - started
+    started = time.perf_counter()
+    check_all()
     model_seconds += time.perf_counter() - started
     chosen = min(objectives, key=lambda k: objectives[k].total)
     return SearchResult(candidates[chosen], sampler, steps, chosen, objectives, candidates, done[0], samples,
                         grid_size, float(variance_weight), model_seconds, search_seconds)
 
 
-def final_error(denoise: Denoise, teacher: Teacher, sigmas: np.ndarray, sampler: str, batch_size: int,
-                on_eval: Callable[[int], None]) -> float:
-    """Squared error per dimension of `sampler` on `sigmas` against the teacher's final samples (same noise)."""
-    proxy, total = "euler" if sampler == "euler_ancestral" else sampler, 0.0
-    for index in batches(len(teacher.start), batch_size):
+def check(denoise: Denoise, teacher: Teacher, sigmas: np.ndarray, sampler: str, batch_size: int,
+          on_eval: Callable[[int], None]) -> tuple[float, np.ndarray]:
+    """Sample `sigmas` with the noise-free `sampler` from the teacher's starting states.
+
+    Returns the squared error per dimension against the teacher's final samples, and the
+    model's response along the sampler's own deviations, measured on the teacher's first batch:
+    one row (grid position, ⟨ΔD, Δx⟩, |Δx|²) per step after the first, where Δx is the state's
+    distance to the teacher's state at that σ and ΔD its prediction's (`response_curve`).
+    """
+    G, total, rows = len(teacher.grid), 0.0, []
+    positions = teacher.position(sigmas[:-1])
+    for n, index in enumerate(batches(len(teacher.start), batch_size)):
         count = len(index)
-        final = sample(denoise, teacher.start[index], sigmas, proxy, index, lambda k, x, d, n=count: on_eval(n))
+
+        def visit(k: int, x: torch.Tensor, d: torch.Tensor, count=count, first=n == 0) -> None:
+            on_eval(count)
+            if first and k > 0:
+                i = min(int(positions[k]), G - 2)
+                f = positions[k] - i
+                dx = x.reshape(-1) - ((1 - f) * teacher.probe[i] + f * teacher.probe[i + 1])
+                dd = d.reshape(-1) - ((1 - f) * teacher.probe[G + i] + f * teacher.probe[G + i + 1])
+                rows.append((positions[k], float(dd @ dx), float(dx @ dx)))
+
+        final = sample(denoise, teacher.start[index], sigmas, sampler, index, visit)
         total += float((final - teacher.final[index]).pow(2).sum())
-    return total / teacher.numel
+    return total / teacher.numel, np.array(rows, dtype=np.float64).reshape(-1, 3)
+
+
+def response_curve(rows: np.ndarray, size: int, width: float = RESPONSE_WIDTH) -> np.ndarray:
+    """j at each grid point: the least-squares fit of ΔD ≈ j·Δx to the `check` rows, each weighted
+    by a Gaussian `width` grid points wide (the nearest row's own ratio where no row is near).
+
+    It is how much of a state error the model's prediction follows at that noise level: about 0
+    at high σ (the prediction ignores it), about 1 near σ = 0 (the state is the image).
+    """
+    t = np.arange(size)[:, None]
+    weight = np.exp(-0.5 * ((t - rows[:, 0]) / width) ** 2)
+    num, den = weight @ rows[:, 1], weight @ rows[:, 2]
+    nearest = rows[np.abs(t - rows[:, 0]).argmin(axis=1)]
+    tiny = 1e-12 * max(float(rows[:, 2].max()), 1e-300)
+    return np.where(den > tiny, num / np.maximum(den, tiny), nearest[:, 1] / np.maximum(nearest[:, 2], tiny))
+
+
+def linearised_error(sigmas: np.ndarray, teacher: Teacher, sampler: str, response: np.ndarray) -> float:
+    """Squared error per dimension at the final sample of `sampler` on `sigmas`, from the teacher's Gram matrix alone.
+
+    The sampler's state is followed as a combination of the teacher's vectors; the model's
+    prediction at it is the teacher's prediction at that σ plus j(σ)·(state − teacher's state)
+    (`response_curve`), so an error made early is carried, and partly undone, as the model
+    carries it. Teacher vectors between grid points are interpolated linearly in log σ.
+    """
+    G, s = len(teacher.grid), np.asarray(sigmas, dtype=np.float64)
+    positions = teacher.position(s[:-1])
+    j = np.interp(positions, np.arange(G), response)
+    c_x, c_d, c_old = step_coefficients(sampler, np.r_[np.nan, s[:-2]], s[:-1], s[1:])
+    state, old = np.zeros(2 * G), np.zeros(2 * G)
+    state[0] = 1.0  # X_0: the start is held at the teacher's σ_0
+    for k, position in enumerate(positions):
+        i = min(int(position), G - 2)
+        f = position - i
+        x, d = np.zeros(2 * G), np.zeros(2 * G)
+        x[i], x[i + 1], d[G + i], d[G + i + 1] = 1 - f, f, 1 - f, f
+        prediction = d + j[k] * (state - x)
+        state = c_x[k] * state + c_d[k] * prediction + c_old[k] * old
+        old = prediction
+    state[2 * G - 1] -= 1.0  # against the teacher's final sample D_{G-1}
+    return float(state @ teacher.gram @ state / teacher.numel)
+
+
+def refine(start: np.ndarray, teacher: Teacher, sampler: str, response: np.ndarray, table: ErrorTable,
+           data_variance: float, variance_weight: float) -> np.ndarray:
+    """Nelder–Mead from schedule `start` on `linearised_error` + `propagated_variance`, with no model calls.
+
+    The levels between σ_0 (held) and the final 0 move in log σ within the grid's range and
+    stay strictly descending; deterministic.
+    """
+    top, low = float(teacher.grid[0]), float(teacher.grid[-1])
+
+    def schedule(z: np.ndarray) -> np.ndarray:
+        return np.r_[top, np.exp(np.sort(np.clip(z, np.log(low), np.log(top)))[::-1]), 0.0]
+
+    def objective(z: np.ndarray) -> float:
+        sigmas = schedule(z)
+        if not np.all(np.diff(sigmas) < 0):
+            return np.inf
+        return (linearised_error(sigmas, teacher, sampler, response)
+                + propagated_variance(sigmas, table, data_variance, variance_weight))
+
+    result = minimize(objective, np.log(start[1:-1]), method="Nelder-Mead",
+                      options={"maxfev": REFINE_EVALUATIONS, "xatol": 1e-3, "fatol": 1e-9})
+    return schedule(result.x)
 
 
 def propagated_variance(sigmas: np.ndarray, table: ErrorTable, data_variance: float, weight: float) -> float:
