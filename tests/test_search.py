@@ -234,3 +234,12 @@ def test_refine_lowers_its_objective_and_keeps_a_valid_schedule():
     assert np.all(np.diff(refined) < 0) and refined[-2] >= grid[-1]
     assert objective(refined) < 0.9 * objective(KARRAS_5)
     assert refine(KARRAS_5, teacher, "euler", response, table, variance, 1.0).tobytes() == refined.tobytes()
+
+
+def test_euler_ancestral_is_not_refined_and_progress_ends_full():
+    seen = []
+    r = search_schedule(gaussian_denoiser(SCALE), start_noise(KARRAS_5[0]), KARRAS_5, eps_table(), "euler_ancestral",
+                        progress=lambda done, total: seen.append((done, total)))
+    assert not any(k.startswith("refined") for k in r.objectives)
+    assert r.evaluations < seen[-1][1] and seen[-1][0] == seen[-1][1]
+    assert all(a[0] <= b[0] and a[1] == b[1] for a, b in zip(seen, seen[1:]))
