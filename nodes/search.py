@@ -34,7 +34,7 @@ def guided_search(model, positive, negative, cfg: float, latent: torch.Tensor, b
     The starting states are the KSampler's for an empty latent of `latent`'s size: the seed's
     noise (`prepare_noise`) scaled at σ_0 by the model's own `noise_scaling`.
     """
-    count = samples_for(evaluations, len(base) - 1)
+    count = samples_for(evaluations, len(base) - 1, sampler)
     shape = (max(count, 1), *latent.shape[1:])
     bar = comfy.utils.ProgressBar(evaluations)
     found = {}

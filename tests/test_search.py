@@ -241,5 +241,5 @@ def test_euler_ancestral_is_not_refined_and_progress_ends_full():
     r = search_schedule(gaussian_denoiser(SCALE), start_noise(KARRAS_5[0]), KARRAS_5, eps_table(), "euler_ancestral",
                         progress=lambda done, total: seen.append((done, total)))
     assert not any(k.startswith("refined") for k in r.objectives)
-    assert r.evaluations < seen[-1][1] and seen[-1][0] == seen[-1][1]
+    assert seen[-1][0] == seen[-1][1] and r.evaluations <= 2000
     assert all(a[0] <= b[0] and a[1] == b[1] for a, b in zip(seen, seen[1:]))

@@ -33,7 +33,8 @@ the model. The search measures both on the user's model:
    so the result is never worse than VRG alone on that measure.
 
 Ancestral samplers inject fresh noise, so their result cannot be compared path by path
-with a teacher: `euler_ancestral` is searched and checked on its noise-free part (Euler).
+with a teacher: `euler_ancestral` is searched and checked on its noise-free part (Euler), and
+not refined (`refinements`).
 
 The model is seen only as `denoise(x, sigma, index) -> D` (as in `vrg_core.profile`):
 `index` are the sample numbers 0..B−1, so a host can pick per-sample conditioning.
@@ -68,8 +69,7 @@ DEFAULT_VARIANCE_WEIGHT = 1.0
 # Exponents of `error_survival` tried by the search: 0 counts every local error whole, 1 damps
 # it as for Gaussian data; each gives one searched schedule, and the check keeps the best.
 DAMPING = (0.0, 0.25, 0.5, 0.75, 1.0)
-REFINED = 2  # the best checked schedules are refined on the linearised error, then checked too (not for euler_ancestral)
-CHECKS = len(DAMPING) + 2 + REFINED  # searched schedules + VRG alone + base + refined
+REFINED = 2  # the best checked schedules are refined on the linearised error, then checked too
 RESPONSE_WIDTH = 5.0  # grid points over which the model's measured response is pooled
 REFINE_EVALUATIONS = 3000  # Nelder–Mead evaluations of the linearised error per refined schedule
 
@@ -309,9 +309,20 @@ def search_grid_size(steps: int, grid_size: int = DEFAULT_GRID) -> int:
     return max(grid_size, 2 * steps)
 
 
-def samples_for(evaluations: int, steps: int, grid_size: int = DEFAULT_GRID) -> int:
+def refinements(sampler: str) -> int:
+    """Checked schedules refined for `sampler`: none for euler_ancestral, whose fresh noise at every step
+    takes it too far from the noise-free `linearised_error` (refining made its 5-step cells worse by FD)."""
+    return 0 if sampler == "euler_ancestral" else REFINED
+
+
+def checks(sampler: str) -> int:
+    """Schedules sampled per teacher noise: the searched ones, VRG alone, the base and the refined ones."""
+    return len(DAMPING) + 2 + refinements(sampler)
+
+
+def samples_for(evaluations: int, steps: int, sampler: str, grid_size: int = DEFAULT_GRID) -> int:
     """Teacher trajectories affordable: each costs a grid's evaluations and `steps` per checked schedule."""
-    return evaluations // (search_grid_size(steps, grid_size) + CHECKS * steps)
+    return evaluations // (search_grid_size(steps, grid_size) + checks(sampler) * steps)
 
 
 def search_schedule(
@@ -354,22 +365,19 @@ def search_schedule(
     if batch_size < 1:
         raise VRGError(f"batch size must be at least 1, got {batch_size}")
     grid_size = search_grid_size(steps, grid_size)
-    samples = samples_for(evaluations, steps, grid_size)
+    samples = samples_for(evaluations, steps, sampler, grid_size)
     if samples < MIN_SAMPLES:
         raise VRGError(f"{evaluations} evaluations are too few for {steps} steps on a {grid_size}-point grid; "
-                       f"allow at least {MIN_SAMPLES * (grid_size + CHECKS * steps)}")
+                       f"allow at least {MIN_SAMPLES * (grid_size + checks(sampler) * steps)}")
     kind: ModelKind = table.kind
     if not table.sigma_min < base[0]:
         raise VRGError(f"the error table starts at sigma {table.sigma_min:.4g}, above the schedule's start "
                        f"{base[0]:.4g}; use a table profiled over the model's whole noise range")
     grid = noise_level_grid(table.sigma_min, float(base[0]), grid_size, kind)[::-1].copy()
     noise_free = "euler" if sampler == "euler_ancestral" else sampler
-    # the linearised error follows the noise-free sampler; with fresh noise at every step it is too far
-    # from what euler_ancestral does to be optimised further (measured: it made Euler a worse at 5 steps)
-    refined = 0 if sampler == "euler_ancestral" else REFINED
     vrg = optimize_sigmas(base, table, start="fixed").sigmas  # also refuses a base outside the table's range
     w, _ = table.interpolate(grid)
-    done, planned = [0], samples * (grid_size + CHECKS * steps)
+    done, planned = [0], samples * (grid_size + checks(sampler) * steps)
 
     def on_eval(count: int) -> None:
         if should_stop is not None and should_stop():
@@ -417,7 +425,7 @@ def search_schedule(
     response = response_curve(np.concatenate(measured), len(grid))
     starts: list[str] = []
     for name in sorted(objectives, key=lambda k: objectives[k].total):
-        if len(starts) < refined and not any(np.array_equal(candidates[k], candidates[name]) for k in starts):
+        if len(starts) < refinements(sampler) and not any(np.array_equal(candidates[k], candidates[name]) for k in starts):
             starts.append(name)
     for name in starts:
         candidates[f"refined:{name}"] = refine(candidates[name], teacher, noise_free, response, table,
