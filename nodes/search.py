@@ -93,7 +93,7 @@ class VRGSearchSchedule(io.ComfyNode):
                                tooltip="Weight of VRG's prediction-error term; 0 searches the discretisation "
                                        "error alone."),
                 io.Int.Input("batch_size", default=4, min=1, max=256,
-                             tooltip="Samples per model call; memory also holds 2 x 100 latents per sample."),
+                             tooltip="Samples per model call; memory also holds up to 4 x 100 latents per sample."),
                 io.Float.Input("cfg", default=1.0, min=0.0, max=100.0, step=0.1, round=0.01,
                                tooltip="Guidance scale you sample with. Not 1 needs a negative conditioning."),
                 io.Boolean.Input("use_cache", default=True,

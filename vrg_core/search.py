@@ -154,8 +154,9 @@ def run_teacher(denoise: Denoise, start: torch.Tensor, grid: np.ndarray, batch_s
                 on_eval: Callable[[int], None]) -> Teacher:
     """Solve trajectories from `start` on `grid` (σ descending, then 0) with DPM++2M, `batch_size` at a time.
 
-    Only the Gram matrix of each batch's states and predictions is kept, so memory is
-    2G × batch_size latents whatever the number of samples.
+    Only the Gram matrix of each batch's states and predictions is kept, and the first batch's
+    vectors (`Teacher.probe`), so memory is at most 2 × 2G × batch_size latents whatever the
+    number of samples.
     """
     G = len(grid)
     gram, finals, probe = np.zeros((2 * G, 2 * G)), [], None
@@ -346,7 +347,7 @@ def search_schedule(
     schedules. `noise(B)` gives B starting states at σ_0 exactly as the host's sampler forms
     them (for an empty latent: noise·σ_0 for EPS, noise for flow at σ_0 = 1). At most
     `evaluations` model evaluations (per sample) are spent, `batch_size` samples at a time
-    (memory: 2·`grid_size` latents per batch sample). Deterministic for deterministic
+    (memory: at most 4·`grid_size` latents per batch sample). Deterministic for deterministic
     `denoise` and `noise`.
     """
     base = as_schedule(base_sigmas, "base sigmas")
