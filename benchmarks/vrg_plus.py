@@ -135,7 +135,7 @@ def section(results: dict) -> str:
         lines += [f"### {s['title']}", "",
                   f"Converged reference (DPM++2M, {REFERENCE_STEPS} steps): FD {ms(s['reference']['values'])}.", "",
                   "| sampler | steps | " + " | ".join(heads.get(k, NAMES.get(k, k)) for k in labels)
-                  + " | VRG+ chose | evaluations | search s (model + DP) | RMS to 200: base / VRG / VRG+ |",
+                  + " | VRG+ chose | evaluations | seconds (model + search) | RMS to 200: base / VRG / VRG+ |",
                   "|---|---|" + "---|" * (len(labels) + 4)]
         for c in s["cells"]:
             r = c["rows"]
