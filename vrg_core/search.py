@@ -145,9 +145,11 @@ class Teacher:
     final: torch.Tensor
     probe: torch.Tensor
 
-    def position(self, sigma) -> np.ndarray:
-        """Fractional grid index of σ (0 = σ_0), linear in log σ between grid points."""
-        return np.interp(-np.log(sigma), -np.log(self.grid), np.arange(len(self.grid)))
+    def brackets(self, sigma) -> tuple[np.ndarray, np.ndarray]:
+        """(i, f) per σ: it lies a fraction f of the way from grid point i to i + 1, linearly in log σ."""
+        position = np.interp(-np.log(sigma), -np.log(self.grid), np.arange(len(self.grid)))
+        lower = np.minimum(position.astype(int), len(self.grid) - 2)
+        return lower, position - lower
 
 
 def run_teacher(denoise: Denoise, start: torch.Tensor, grid: np.ndarray, batch_size: int,
@@ -452,18 +454,17 @@ def check(denoise: Denoise, teacher: Teacher, sigmas: np.ndarray, sampler: str, 
     distance to the teacher's state at that σ and ΔD its prediction's (`response_curve`).
     """
     G, total, rows = len(teacher.grid), 0.0, []
-    positions = teacher.position(sigmas[:-1])
+    lower, frac = teacher.brackets(sigmas[:-1])
     for n, index in enumerate(batches(len(teacher.start), batch_size)):
         count = len(index)
 
         def visit(k: int, x: torch.Tensor, d: torch.Tensor, count=count, first=n == 0) -> None:
             on_eval(count)
             if first and k > 0:
-                i = min(int(positions[k]), G - 2)
-                f = positions[k] - i
+                i, f = lower[k], frac[k]
                 dx = x.reshape(-1) - ((1 - f) * teacher.probe[i] + f * teacher.probe[i + 1])
                 dd = d.reshape(-1) - ((1 - f) * teacher.probe[G + i] + f * teacher.probe[G + i + 1])
-                rows.append((positions[k], float(dd @ dx), float(dx @ dx)))
+                rows.append((i + f, float(dd @ dx), float(dx @ dx)))
 
         final = sample(denoise, teacher.start[index], sigmas, sampler, index, visit)
         total += float((final - teacher.final[index]).pow(2).sum())
@@ -494,14 +495,12 @@ def linearised_error(sigmas: np.ndarray, teacher: Teacher, sampler: str, respons
     carries it. Teacher vectors between grid points are interpolated linearly in log σ.
     """
     G, s = len(teacher.grid), np.asarray(sigmas, dtype=np.float64)
-    positions = teacher.position(s[:-1])
-    j = np.interp(positions, np.arange(G), response)
+    lower, frac = teacher.brackets(s[:-1])
+    j = np.interp(lower + frac, np.arange(G), response)
     c_x, c_d, c_old = step_coefficients(sampler, np.r_[np.nan, s[:-2]], s[:-1], s[1:])
     state, old = np.zeros(2 * G), np.zeros(2 * G)
     state[0] = 1.0  # X_0: the start is held at the teacher's σ_0
-    for k, position in enumerate(positions):
-        i = min(int(position), G - 2)
-        f = position - i
+    for k, (i, f) in enumerate(zip(lower, frac)):
         x, d = np.zeros(2 * G), np.zeros(2 * G)
         x[i], x[i + 1], d[G + i], d[G + i + 1] = 1 - f, f, 1 - f, f
         prediction = d + j[k] * (state - x)
