@@ -98,6 +98,10 @@ class ComfyBackend:
             self._cache[sampling] = MS(SimpleNamespace(sampling_settings=settings))
         return self._cache[sampling]
 
+    def scheduler_names(self) -> list[str]:
+        """Every scheduler registered in ComfyUI (other packs' too)."""
+        return list(self._samplers.SCHEDULER_NAMES)
+
     def sigmas(self, sampling: Sampling, scheduler: str, steps: int) -> torch.Tensor:
         if scheduler == "ays_sd1":
             if sampling.kind.is_flow:

@@ -15,8 +15,6 @@ SCHED_LABEL = {"normal": "normal", "karras": "Karras", "exponential": "exponenti
 
 
 # benchmarks.vrg_plus owns this part of quality.md; a rewrite of the rest keeps it.
-SECTION_START = "<!-- VRG+ section: written by benchmarks.vrg_plus -->"
-SECTION_END = "<!-- end of VRG+ section -->"
 
 
 def ms(values) -> str:
@@ -140,9 +138,6 @@ def write_report(results: dict, out: Path) -> None:
         add("")
         add("Not run with this backend: " + "; ".join(unavailable) + ".")
     add("")
-    old = (out / "quality.md").read_text() if (out / "quality.md").exists() else ""
-    if SECTION_START in old:
-        add(SECTION_START + old.split(SECTION_START, 1)[1])
     (out / "quality.md").write_text("\n".join(lines))
     plots(results, out)
 

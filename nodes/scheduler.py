@@ -31,7 +31,7 @@ ATTRIBUTE = "vrg_settings"
 
 @dataclasses.dataclass(frozen=True)
 class Settings:
-    table: ErrorTable
+    table: ErrorTable | None  # None: only the searched step counts are available
     base_scheduler: str
     gamma: float | str
     start: str
@@ -51,6 +51,10 @@ def vrg_scheduler(model_sampling, steps: int) -> torch.Tensor:
     if steps in settings.searched:
         logging.info("[VRG] vrg scheduler: the VRG+ searched %d-step schedule", steps)
         return settings.searched[steps]
+    if settings.table is None:
+        searched = ", ".join(map(str, sorted(settings.searched)))
+        raise VRGError(f"the 'vrg' scheduler has a VRG+ schedule for {searched} steps only, and this sampler asks for "
+                       f"{steps}: set the steps to {searched}, or search again at {steps} steps")
     base = comfy.samplers.calculate_sigmas(model_sampling, settings.base_scheduler, steps)
     result = optimize_sigmas(base, settings.table, gamma=settings.gamma, start=settings.start)
     logging.info("[VRG] vrg scheduler (%s, %d steps): CPE %.6g -> %.6g", settings.base_scheduler, steps,

@@ -136,17 +136,21 @@ def test_comfy_and_k_diffusion_schedules_agree():
             assert torch.allclose(comfy.sigmas(SD15, sched, steps), kd.sigmas(SD15, sched, steps), rtol=1e-4), (sched, steps)
 
 
-def test_vrg_plus_section_is_replaced_in_place_and_survives_a_quality_rewrite(tmp_path):
-    from benchmarks.report import SECTION_END, SECTION_START, write_report
-    from benchmarks.vrg_plus import write_section
+def test_vrg_plus_report_states_the_targets():
+    from benchmarks.vrg_plus import report
 
-    path = tmp_path / "quality.md"
-    path.write_text("# Quality\n\nrows\n")
-    write_section(f"{SECTION_START}\nfirst\n{SECTION_END}\n", path)
-    write_section(f"{SECTION_START}\nsecond\n{SECTION_END}\n", path)
-    text = path.read_text()
-    assert text.startswith("# Quality\n\nrows\n") and "second" in text and "first" not in text
-    assert text.count(SECTION_START) == 1 and text.count(SECTION_END) == 1
-    write_report(tiny_results(), tmp_path)  # benchmarks.quality rewrites the file
-    text = path.read_text()
-    assert text.startswith("# Quality benchmark") and "second" in text and text.count(SECTION_START) == 1
+    def row(distance, fd):
+        return [{"distance": distance, "fd": fd, "spread": 0.9, "sigmas": [1.0, 0.5, 0.0]}] * 2
+
+    search = {"seed": 0, "chosen": "refined1:dp@0", "held_out_best": "ays_sd1", "sigmas": [1.0, 0.5, 0.0],
+              "evaluations": 1900, "samples": 20, "model_seconds": 1.0, "search_seconds": 0.5}
+    cell = {"sampler": "euler", "steps": 5, "searches": [search, dict(search, held_out_best="refined1:dp@0")],
+            "rows": {"ays_sd1": row(0.010, 12.0), "base": row(0.020, 20.0), "VRG+": row(0.008, 13.0)},
+            "oracle": {"from": "VRG+", "distance": 0.0078, "sigmas": [1.0, 0.4, 0.0]}}
+    text = report({"command": "python -m benchmarks.vrg_plus", "backend": "test", "date": "today", "seconds": 60,
+                   "seeds": [0, 1], "samples": 384, "evaluations": 2000,
+                   "subjects": [{"name": "eps", "title": "demo EPS", "cells": [cell]}]})
+    assert "| **VRG+** | 0.008 ± 0 | 13 ± 0 | 0.9 ± 0 |" in text
+    assert "vs best other schedule ays_sd1 0.01: -20.0 % (closest of all)" in text
+    assert "held-out best of its measured schedules in 1/2 searches (refined1:dp@0 vs ays_sd1)" in text
+    assert "VRG+ seed 0 0.008 (+2.6 % above)" in text

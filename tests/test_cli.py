@@ -90,30 +90,32 @@ def test_search_json_cache_and_bad_input(tmp_path):
     pytest.importorskip("safetensors")
     from vrg_core.bundle import load_bundled_table
 
-    table = save_table(load_bundled_table("demo_eps"), tmp_path / "mine.safetensors")
     args = ("search", "--model", "eps", "--steps", "4", "--sampler", "dpmpp_2m", "--evaluations", "600",
-            "--table", str(table), "--cache", "--json")
+            "--cache", str(tmp_path), "--json")
     first = run(*args)
     assert first.returncode == 0, first.stderr
     out = json.loads(first.stdout.strip().splitlines()[-1])
     assert not out["cached"] and out["evaluations"] <= 600 and len(out["sigmas"]) == 5 and out["sigmas"][-1] == 0
-    assert sum(out["objectives"][out["chosen"]]) <= sum(out["objectives"]["vrg"])  # [discretisation, variance]
-    index = json.loads((tmp_path / "index.json").read_text())
-    assert index["tables"]["mine.safetensors"]["searched"]["dpmpp_2m"]["4"]["sigmas"] == out["sigmas"]
+    assert {"karras", "exponential", "simple", "base"} <= set(out["candidates"]) and "vrg" not in out["candidates"]
+    assert sum(out["objectives"][out["chosen"]]) <= sum(out["objectives"]["base"])  # [discretisation, variance]
     again = json.loads(run(*args).stdout.strip().splitlines()[-1])
     assert again["cached"] and again["sigmas"] == out["sigmas"]
+    table = save_table(load_bundled_table("demo_eps"), tmp_path / "mine.safetensors")
     flow_table = run("search", "--model", "flow", "--table", str(table))
     assert flow_table.returncode == 2 and flow_table.stderr.startswith("error: ") and "eps" in flow_table.stderr
+    no_table = run("search", "--variance-weight", "1")
+    assert no_table.returncode == 2 and "--table" in no_table.stderr
     too_few = run("search", "--steps", "10", "--evaluations", "50")
     assert too_few.returncode == 2 and "too few" in too_few.stderr and "Traceback" not in too_few.stderr
 
 
-def test_demo_json_compares_base_vrg_and_vrg_plus():
+def test_demo_json_leads_with_vrg_plus_and_both_measures():
     p = run("demo", "--count", "200", "--samples", "16", "--json")
     assert p.returncode == 0, p.stderr
     out = json.loads(p.stdout.strip().splitlines()[-1])
-    for key in ("base_metric", "vrg_metric", "vrg_plus_metric"):
-        assert np.isfinite(out[key]) and out[key] > 0
+    assert list(out["scores"])[0] == "VRG+" and {"karras", "exponential", "simple", "VRG"} <= set(out["scores"])
+    for score in out["scores"].values():
+        assert np.isfinite(score["distance"]) and score["distance"] > 0 and np.isfinite(score["fd"])
     assert out["vrg_plus_evaluations"] <= 2000
-    assert out["vrg_plus_sigmas"][0] == out["base_sigmas"][0] and out["vrg_plus_sigmas"][-1] == 0
-    assert len(out["vrg_plus_sigmas"]) == len(out["base_sigmas"]) == 11
+    plus, base = out["sigmas"]["VRG+"], out["sigmas"]["karras"]
+    assert plus[0] == base[0] and plus[-1] == 0 and len(plus) == len(base) == 11

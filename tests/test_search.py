@@ -9,13 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-from vrg_core.bundle import find_searched, load_bundled_table, store_searched
 from vrg_core.errors import Cancelled, VRGError
 from vrg_core.error_table import ErrorTable
 from vrg_core.parameterization import ModelKind, discrete_vp_sigmas, noise_level_grid
 from vrg_core.search import (
-    DAMPING, METHOD, REFINED, SearchResult, best_path, cache_settings, check, linearised_error, propagated_variance, refine,
-    response_curve, run_teacher, sample, search_schedule, step_coefficients, step_errors,
+    DAMPING, METHOD, REFINED, SearchCache, SearchResult, best_path, cache_settings, check, linearised_error,
+    propagated_variance, refine, response_curve, run_teacher, sample, search_schedule, step_coefficients, step_errors,
 )
 
 KARRAS_5 = np.array([14.6146, 4.7965, 1.2741, 0.2479, 0.0292, 0.0])
@@ -34,8 +33,13 @@ def eps_table() -> ErrorTable:
     return ErrorTable.from_mean_error(ModelKind.EPS, sig, 0.05 / (1 + sig))
 
 
-def start_noise(sigma0: float, dim: int = 64):
-    return lambda count: sigma0 * torch.randn((count, dim), generator=torch.Generator().manual_seed(3))
+def start_noise(dim: int = 64):
+    """`start(count, σ)`: the same seeded noise at any σ (x = σ·n, as for an empty EPS latent)."""
+    return lambda count, sigma: sigma * torch.randn((count, dim), generator=torch.Generator().manual_seed(3))
+
+
+def search(denoise, base=KARRAS_5, sampler="euler", **kwargs):
+    return search_schedule(denoise, start_noise(), base, sampler, ModelKind.EPS, 0.0292, **kwargs)
 
 
 SCALE = torch.linspace(0.1, 1.5, 64)
@@ -62,7 +66,7 @@ def test_step_coefficients_are_comfyui_euler_and_dpmpp_2m():
 def test_gram_step_errors_equal_direct_computation():
     grid = noise_level_grid(0.03, 10.0, 12, ModelKind.EPS)[::-1].copy()
     denoise = gaussian_denoiser(SCALE)
-    start = start_noise(10.0)(5)
+    start = start_noise()(5, 10.0)
     teacher = run_teacher(denoise, start, grid, 2, lambda count: None)
     errors = step_errors(teacher, "dpmpp_2m")
     states, preds, x, old = [], [], start.double(), None
@@ -100,74 +104,90 @@ def test_best_path_is_the_brute_force_optimum():
         assert best_path(masked, steps) == best[1]
 
 
-def test_search_holds_the_start_keeps_the_budget_and_beats_vrg_alone():
+def test_search_holds_the_start_keeps_the_budget_and_beats_every_candidate():
     denoise = gaussian_denoiser(SCALE)
-    result = search_schedule(denoise, start_noise(KARRAS_5[0]), KARRAS_5, eps_table(), "euler", evaluations=2000)
+    others = {"uniform": np.append(np.geomspace(14.6146, 0.0292, 5), 0.0), "low": np.array([9.0, 3, 1, 0.3, 0.05, 0]),
+              "too_long": np.append(np.geomspace(14.6146, 0.0292, 7), 0.0), "too_high": KARRAS_5 * 2}
+    result = search(denoise, table=eps_table(), candidates=others, evaluations=2000)
     s = result.sigmas
-    assert len(s) == 6 and s[0] == KARRAS_5[0] and s[-2] >= KARRAS_5[-2] and s[-1] == 0 and np.all(np.diff(s) < 0)
+    assert len(s) == 6 and s[0] == KARRAS_5[0] and s[-1] == 0 and np.all(np.diff(s) < 0)
     assert result.evaluations <= 2000 and result.samples >= 4
+    assert {"uniform", "low", "base", "vrg"} <= set(result.candidates) and "too_long" not in result.candidates
+    assert "too_high" not in result.candidates  # starts above the base's σ_0
     o = result.objectives
     assert o[result.chosen].total == min(v.total for v in o.values())
-    assert o[result.chosen].total <= o["vrg"].total
-    searched = {f"search@{d:g}" for d in DAMPING} | {"vrg", "base"}
-    refined = set(o) - searched
-    assert set(o) >= searched and len(refined) == REFINED and all(k.split(":")[1] in searched for k in refined)
+    assert {"base", "dp@0.5"} <= set(o) and sum(k.startswith("refined") for k in o) == 2 * REFINED
+    assert set(result.screened) >= {"uniform", "low", "vrg"} | {f"dp@{d:g}" for d in DAMPING}
     # on exact Gaussian data the search finds a schedule clearly better than Karras
     assert o[result.chosen].discretisation < 0.8 * o["base"].discretisation
+    assert all(v.variance == 0 for v in o.values())  # variance weight 0 by default
+
+
+def test_search_needs_no_table_and_the_variance_term_needs_one():
+    denoise = gaussian_denoiser(SCALE)
+    plain = search(denoise)
+    assert "vrg" not in plain.candidates and plain.variance_weight == 0
+    weighted = search(denoise, table=eps_table(), variance_weight=1.0)
+    assert weighted.objectives["base"].variance > 0
 
 
 def test_search_is_deterministic_and_records_round_trip():
-    args = (gaussian_denoiser(SCALE), start_noise(KARRAS_5[0]), KARRAS_5, eps_table(), "dpmpp_2m")
-    a, b = search_schedule(*args), search_schedule(*args)
+    args = (gaussian_denoiser(SCALE), KARRAS_5, "dpmpp_2m")
+    a, b = search(*args, table=eps_table()), search(*args, table=eps_table())
     assert a.sigmas.tobytes() == b.sigmas.tobytes() and a.objectives == b.objectives
     again = SearchResult.from_record(json.loads(json.dumps(a.to_record())))
     assert again.sigmas.tobytes() == a.sigmas.tobytes() and again.objectives == a.objectives
 
 
 def test_search_cancel_and_bad_inputs():
-    denoise, noise, table = gaussian_denoiser(SCALE), start_noise(KARRAS_5[0]), eps_table()
+    denoise, table = gaussian_denoiser(SCALE), eps_table()
     with pytest.raises(Cancelled, match="nothing was saved"):
-        search_schedule(denoise, noise, KARRAS_5, table, "euler", should_stop=lambda: True)
+        search(denoise, should_stop=lambda: True)
     bad = [
-        (dict(base_sigmas=[14.6, 0.0]), "nothing to search"),
-        (dict(base_sigmas=KARRAS_5[:-1]), "must end at sigma 0"),
-        (dict(base_sigmas=np.append(np.geomspace(14.6, 0.03, 60), 0)), "at most 50"),
+        (dict(base=[14.6, 0.0]), "nothing to search"),
+        (dict(base=KARRAS_5[:-1]), "must end at sigma 0"),
+        (dict(base=np.append(np.geomspace(14.6, 0.03, 60), 0)), "at most 50"),
         (dict(sampler="heun"), "cannot be searched"),
         (dict(evaluations=100), "too few"),
         (dict(variance_weight=float("nan")), "variance weight"),
-        (dict(base_sigmas=[30.0, 5.0, 0.03, 0.0]), "sigma"),  # above the table's range
-        (dict(base_sigmas=[14.6, float("nan"), 0.03, 0.0]), "NaN"),
+        (dict(base=[30.0, 5.0, 0.03, 0.0], table=table), "sigma"),  # above the table's range
+        (dict(base=[14.6, float("nan"), 0.03, 0.0]), "NaN"),
+        (dict(base=[0.02, 0.01, 0.0]), "least sigma"),
+        (dict(table=ErrorTable.from_mean_error(ModelKind.CONST, np.linspace(0.01, 0.99, 8), np.ones(8))), "const"),
     ]
     for override, message in bad:
-        kwargs = dict(denoise=denoise, noise=noise, base_sigmas=KARRAS_5, table=table, sampler="euler") | override
         with pytest.raises(VRGError, match=message):
-            search_schedule(**kwargs)
+            search(denoise, **override)
 
     def broken(x, sigma, index):
         return x * float("nan")
     with pytest.raises(VRGError, match="NaN or infinity"):
-        search_schedule(broken, noise, KARRAS_5, table, "euler")
+        search(broken)
 
 
-def test_search_cache_in_the_bundle_index_format(tmp_path):
-    table = eps_table()
-    result = search_schedule(gaussian_denoiser(SCALE), start_noise(KARRAS_5[0]), KARRAS_5, table, "euler")
-    settings = cache_settings(table, KARRAS_5, "abc", 2000, 1.0, 0, 1.0)
-    assert find_searched(tmp_path, "t.safetensors", "euler", 5, settings) is None
-    store_searched(tmp_path, "t.safetensors", "t.safetensors", result, settings)
-    index = json.loads((tmp_path / "index.json").read_text())
-    assert index["format"] == "vrg-schedule-index" and index["tables"]["t.safetensors"]["file"] == "t.safetensors"
-    found = find_searched(tmp_path, "t.safetensors", "euler", 5, settings)
+def test_search_cache_finds_only_the_same_settings_and_sets_damage_aside(tmp_path):
+    result = search(gaussian_denoiser(SCALE))
+    settings = cache_settings(METHOD, KARRAS_5, {"k": KARRAS_5}, "euler", "abc", "", 2000, 0.0, 0, 1.0)
+    cache = SearchCache(tmp_path)
+    assert cache.find(settings) is None
+    cache.store(result, settings)
+    assert (tmp_path / "vrg_search_cache.json").stat().st_mode & 0o777 == 0o644
+    found = SearchCache(tmp_path).find(settings)
     assert found is not None and found.sigmas.tobytes() == result.sigmas.tobytes()
-    other = cache_settings(table, KARRAS_5, "abc", 2000, 0.5, 0, 1.0)
-    assert find_searched(tmp_path, "t.safetensors", "euler", 5, other) is None  # other settings: search again
-    older = dict(settings, method=METHOD - 1)
-    assert find_searched(tmp_path, "t.safetensors", "euler", 5, older) is None  # an older search: search again
-    assert find_searched(tmp_path, "t.safetensors", "dpmpp_2m", 5, settings) is None
-    index["tables"]["t.safetensors"]["searched"]["euler"]["5"]["sigmas"] = [1.0, 2.0]
-    (tmp_path / "index.json").write_text(json.dumps(index))
-    with pytest.raises(VRGError, match="damaged"):
-        find_searched(tmp_path, "t.safetensors", "euler", 5, settings)
+    for other in (dict(settings, cfg=2.0), dict(settings, method=METHOD - 1), dict(settings, sampler="dpmpp_2m")):
+        assert SearchCache(tmp_path).find(other) is None  # other settings or an older search: search again
+    data = json.loads((tmp_path / "vrg_search_cache.json").read_text())
+    record = next(iter(data["searches"].values()))
+    record["sigmas"] = record["sigmas"][:3]  # the wrong number of sigmas for its steps
+    (tmp_path / "vrg_search_cache.json").write_text(json.dumps(data))
+    damaged = SearchCache(tmp_path)
+    assert damaged.find(settings) is None and "searched again" in damaged.warnings[0]
+    (tmp_path / "vrg_search_cache.json").write_text("{not json")
+    broken = SearchCache(tmp_path)
+    assert broken.find(settings) is None and "renamed" in broken.warnings[0]
+    assert len(list(tmp_path.glob("vrg_search_cache.json.damaged-*"))) == 1
+    broken.store(result, settings)
+    assert SearchCache(tmp_path).find(settings) is not None
 
 
 def test_search_on_the_demo_model_lowers_the_total_error():
@@ -177,20 +197,19 @@ def test_search_on_the_demo_model_lowers_the_total_error():
 
     model = load_demo_model("eps")
     base = karras_sigmas(model, 5).double().numpy()
-    noise = start_noise(float(base[0]), 256)
     with torch.inference_mode():
         r = search_schedule(lambda x, s, i: model.denoise(x.reshape(-1, 1, 16, 16), s, make_context(i % 10)).reshape(len(x), -1),
-                            noise, base, load_bundled_table("demo_eps"), "euler", evaluations=600, grid_size=40)
+                            start_noise(256), base, "euler", model.kind, model.sigma_min, evaluations=600)
     assert r.evaluations <= 600
-    assert r.objectives[r.chosen].total < r.objectives["vrg"].total < r.objectives["base"].total
-    print(f"\ndemo eps euler 5 steps, 600 evaluations: total error base {r.objectives['base'].total:.4g}, "
-          f"VRG {r.objectives['vrg'].total:.4g}, VRG+ {r.objectives[r.chosen].total:.4g} ({r.chosen})")
+    assert r.objectives[r.chosen].total < r.objectives["base"].total
+    print(f"\ndemo eps euler 5 steps, 600 evaluations: error to converged base {r.objectives['base'].total:.4g}, "
+          f"VRG+ {r.objectives[r.chosen].total:.4g} ({r.chosen})")
 
 
 def test_sample_matches_the_teacher_on_its_own_grid():
     grid = noise_level_grid(0.03, 10.0, 16, ModelKind.EPS)[::-1].copy()
     denoise = gaussian_denoiser(SCALE)
-    start = start_noise(10.0)(3)
+    start = start_noise()(3, 10.0)
     teacher = run_teacher(denoise, start, grid, 2, lambda count: None)
     final = sample(denoise, start, np.append(grid, 0.0), "dpmpp_2m")
     assert torch.equal(final, teacher.final)
@@ -201,11 +220,11 @@ def test_linearised_error_is_exact_for_a_linear_model():
     # every dimension alike: D = c(σ)·x, so the model's response to any state error is c(σ) exactly
     denoise = gaussian_denoiser(torch.full((64,), 0.7))
     grid = noise_level_grid(0.03, 10.0, 30, ModelKind.EPS)[::-1].copy()
-    teacher = run_teacher(denoise, start_noise(10.0)(6), grid, 4, lambda count: None)
+    teacher = run_teacher(denoise, start_noise()(6, 10.0), grid, 4, lambda count: None)
     c = 0.49 / (0.49 + grid**2)
     for sampler, path in [("euler", [0, 4, 11, 20, 29]), ("dpmpp_2m", [0, 2, 9, 17, 25, 28])]:
         sigmas = np.append(grid[path], 0.0)
-        error, rows = check(denoise, teacher, sigmas, sampler, 4, lambda count: None)
+        error, rows = check(denoise, teacher, sigmas, sampler, teacher.start, 4, lambda count: None)
         assert rows.shape == (len(path) - 1, 3)  # one row per step after the first, from the first batch
         assert np.allclose(rows[:, 1] / rows[:, 2], c[path[1:]], rtol=1e-4)
         assert linearised_error(sigmas, teacher, sampler, c) == pytest.approx(error, rel=1e-4)
@@ -223,7 +242,7 @@ def test_refine_lowers_its_objective_and_keeps_a_valid_schedule():
     denoise = gaussian_denoiser(SCALE)
     table = eps_table()
     grid = noise_level_grid(table.sigma_min, KARRAS_5[0], 40, ModelKind.EPS)[::-1].copy()
-    teacher = run_teacher(denoise, start_noise(KARRAS_5[0])(8), grid, 8, lambda count: None)
+    teacher = run_teacher(denoise, start_noise()(8, KARRAS_5[0]), grid, 8, lambda count: None)
     response = np.clip(np.linspace(0, 1.2, len(grid)), 0, 1)
     variance = float(teacher.final.var(dim=0).mean())
 
@@ -238,8 +257,7 @@ def test_refine_lowers_its_objective_and_keeps_a_valid_schedule():
 
 def test_euler_ancestral_is_not_refined_and_progress_ends_full():
     seen = []
-    r = search_schedule(gaussian_denoiser(SCALE), start_noise(KARRAS_5[0]), KARRAS_5, eps_table(), "euler_ancestral",
-                        progress=lambda done, total: seen.append((done, total)))
+    r = search(gaussian_denoiser(SCALE), sampler="euler_ancestral", progress=lambda done, total: seen.append((done, total)))
     assert not any(k.startswith("refined") for k in r.objectives)
     assert seen[-1][0] == seen[-1][1] and r.evaluations <= 2000
     assert all(a[0] <= b[0] and a[1] == b[1] for a, b in zip(seen, seen[1:]))

@@ -20,12 +20,8 @@ with one entry per table:
     optimizer          the `optimize_sigmas` settings of the precomputed schedules
     schedules          {<base scheduler>: {"<steps>": {"base": [σ…], "sigmas": [σ…],
                         "cpe_before": x, "cpe_after": y}}}
-    searched           VRG+ schedules (`vrg_core.search`): {<sampler>: {"<steps>":
-                        {**SearchResult.to_record(), "settings": {...}}}}
 
-A folder of the user's own tables (ComfyUI's models/vrg/, or the CLI table's folder) caches
-its searched schedules in an index of the same format, whose entries carry `file` (the
-table's file name in that folder) and `searched` only.
+Searched (VRG+) schedules are cached apart, in `vrg_core.search.cache`'s own format.
 
 Base schedules come from the host (ComfyUI's own schedulers), so `write_bundle_entry` and
 `build_demo_bundle` take a `base_schedule(kind, sampling, scheduler, steps)` function.
@@ -47,7 +43,6 @@ from .objective import as_schedule
 from .optimize import OptimizeResult, auto_gamma, optimize_sigmas
 from .parameterization import ModelKind, noise_level_grid
 from .profile import profile
-from .search import SearchResult
 from .table_io import load_table, read_limited, save_table, write_atomic
 
 BUNDLE_DIR = Path(__file__).resolve().parent.parent / "schedules"
@@ -69,8 +64,7 @@ def read_index(bundle_dir: Path = BUNDLE_DIR) -> dict:
     try:
         index = json.loads(read_limited(path, MAX_INDEX_BYTES).decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise VRGError(f"the schedule index {path} is damaged ({e}); restore it from the repository, or delete it "
-                       "if it is the searched-schedule cache in models/vrg/") from None
+        raise VRGError(f"the schedule index {path} is damaged ({e}); restore it from the repository") from None
     if not isinstance(index, dict) or index.get("format") != INDEX_FORMAT or not isinstance(index.get("tables"), dict):
         raise VRGError(f"{path} is not a VRG schedule index")
     if index.get("version", 0) > INDEX_VERSION:
@@ -127,24 +121,6 @@ def bundled_schedule(
             "give the base schedule (connect the model) to optimise one now"
         )
     return optimize_sigmas(base_sigmas, load_bundled_table(name, bundle_dir), **settings)
-
-
-def find_searched(folder: Path, table: str, sampler: str, steps: int, settings: dict) -> SearchResult | None:
-    """The cached searched schedule of `table` in `folder`'s index, if it was made with exactly `settings`."""
-    entry = read_index(folder)["tables"].get(table, {})
-    record = entry.get("searched", {}).get(sampler, {}).get(str(steps))
-    if not isinstance(record, dict) or record.get("settings") != settings:
-        return None
-    return SearchResult.from_record(record)
-
-
-def store_searched(folder: Path, table: str, file: str, result: SearchResult, settings: dict) -> None:
-    """Cache `result` (made with `settings`) under `table` in `folder`'s index; the index is replaced atomically."""
-    index = read_index(folder)
-    entry = index["tables"].setdefault(table, {"file": file})
-    entry.setdefault("searched", {}).setdefault(result.sampler, {})[str(result.steps)] = {
-        **result.to_record(), "settings": settings}
-    write_index(folder, index)
 
 
 # ---- writing -------------------------------------------------------------------------------

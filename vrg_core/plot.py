@@ -126,17 +126,19 @@ def schedule_png(result: OptimizeResult, table: ErrorTable, width: int = 640, he
 
 
 def search_png(result: SearchResult, width: int = 640, height: int = 400) -> bytes:
-    """σ per step (log σ) of the base, VRG-alone and chosen schedules of a VRG+ search; PNG bytes."""
+    """σ per step (log σ) of the base, the best other measured and the chosen schedules of a VRG+ search; PNG bytes."""
     img, draw, font = _canvas(width, height)
-    lines = (("base", GREY), ("vrg", ORANGE), (result.chosen, BLUE))
+    o = result.objectives
+    rival = min((k for k in o if k != "base" and not k.startswith(("dp@", "refined"))),
+                key=lambda k: o[k].total, default="base")
+    lines = (("base", GREY), (rival, ORANGE), (result.chosen, BLUE))
     steps = np.arange(result.steps + 1)
     every = np.concatenate([result.candidates[name] for name, _ in lines])
     ax = _Axes((80, 40, width - 20, height - 50), (0, result.steps), _range(every[every > 0], True), False, True)
     for name, colour in lines:
         sig = result.candidates[name]
         draw.line(ax.points(steps[sig > 0], sig[sig > 0]), fill=colour, width=2)
-    o = result.objectives
-    _frame(draw, ax, f"{result.sampler}: total error base (grey) {o['base'].total:.4g}, VRG (orange) "
-                     f"{o['vrg'].total:.4g}, VRG+ (blue, {result.chosen}) {o[result.chosen].total:.4g}",
+    _frame(draw, ax, f"{result.sampler}: error to converged  base (grey) {o['base'].total:.3g}, {rival} (orange) "
+                     f"{o[rival].total:.3g}, VRG+ (blue) {o[result.chosen].total:.3g}",
            "step", "sigma", font)
     return _png(img)

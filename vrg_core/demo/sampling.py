@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from ..parameterization import add_noise
@@ -19,14 +21,14 @@ def simple_sigmas(model: DemoModel, steps: int) -> torch.Tensor:
     return torch.stack(picks + [torch.zeros(())]).float()
 
 
-def start_noise(model: DemoModel, sigma0: float, seed: int):
-    """`noise(count)` for `vrg_core.search`: seeded starting states of an empty latent at σ_0 (`add_noise`)."""
+def start_noise(model: DemoModel, seed: int):
+    """`start(count, σ)` for `vrg_core.search`: an empty latent noised at σ (`add_noise`), the same seeded noise at any σ."""
 
-    def noise(count: int) -> torch.Tensor:
+    def start(count: int, sigma: float) -> torch.Tensor:
         eps = torch.randn((count, 1, 16, 16), generator=torch.Generator().manual_seed(seed))
-        return add_noise(torch.zeros_like(eps), eps, torch.full((count,), sigma0), model.kind)
+        return add_noise(torch.zeros_like(eps), eps, torch.full((count,), sigma), model.kind)
 
-    return noise
+    return start
 
 
 def guided_denoise(model: DemoModel, x: torch.Tensor, sigma: torch.Tensor,
@@ -56,6 +58,12 @@ def sample_euler(model: DemoModel, noise: torch.Tensor, sigmas: torch.Tensor,
         denoised = guided_denoise(model, x, sigma, labels, cfg)
         x = x + (sigma_next - sigma) * (x - denoised) / sigma
     return x
+
+
+def exponential_sigmas(model: DemoModel, steps: int) -> torch.Tensor:
+    """k-diffusion's exponential schedule over the model's [σ_min, σ_max], then 0 (descending, float32)."""
+    levels = torch.linspace(math.log(model.sigma_max), math.log(model.sigma_min), steps, dtype=torch.float64).exp()
+    return torch.cat([levels, torch.zeros(1, dtype=torch.float64)]).float()
 
 
 def karras_sigmas(model: DemoModel, steps: int, rho: float = 7.0) -> torch.Tensor:

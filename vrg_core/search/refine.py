@@ -1,0 +1,84 @@
+"""Refinement of a schedule on the final-sample error predicted from the teacher alone.
+
+`check` measures how much of a state error the model's prediction follows (j(σ), about 0 at
+high σ, about 1 near 0) along the sampler's own deviations. With it the final-sample error of
+any schedule (any σ, not only grid points) follows from the Gram matrix (`linearised_error`):
+an error made early is carried to the end as the model carries it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.optimize import minimize
+
+from ..error_table import ErrorTable
+from .coefficients import step_coefficients
+from .survival import propagated_variance
+from .teacher import Teacher
+
+RESPONSE_WIDTH = 5.0  # grid points over which the model's measured response is pooled
+REFINE_EVALUATIONS = 2000  # Nelder–Mead evaluations of the linearised error per refinement
+
+
+def response_curve(rows: np.ndarray, size: int, width: float = RESPONSE_WIDTH) -> np.ndarray:
+    """j at each grid point: the least-squares fit of ΔD ≈ j·Δx to the `check` rows, each weighted
+    by a Gaussian `width` grid points wide (the nearest row's own ratio where no row is near).
+
+    It is how much of a state error the model's prediction follows at that noise level: about 0
+    at high σ (the prediction ignores it), about 1 near σ = 0 (the state is the image).
+    """
+    t = np.arange(size)[:, None]
+    weight = np.exp(-0.5 * ((t - rows[:, 0]) / width) ** 2)
+    num, den = weight @ rows[:, 1], weight @ rows[:, 2]
+    nearest = rows[np.abs(t - rows[:, 0]).argmin(axis=1)]
+    tiny = 1e-12 * max(float(rows[:, 2].max()), 1e-300)
+    return np.where(den > tiny, num / np.maximum(den, tiny), nearest[:, 1] / np.maximum(nearest[:, 2], tiny))
+
+
+def linearised_error(sigmas: np.ndarray, teacher: Teacher, sampler: str, response: np.ndarray) -> float:
+    """Squared error per dimension at the final sample of `sampler` on `sigmas`, from the teacher's Gram matrix alone.
+
+    The sampler's state is followed as a combination of the teacher's vectors; the model's
+    prediction at it is the teacher's prediction at that σ plus j(σ)·(state − teacher's state)
+    (`response_curve`). The start is the teacher's state at σ_0 (exact when σ_0 is the teacher's
+    own start). Teacher vectors between grid points are interpolated linearly in log σ.
+    """
+    G, s = len(teacher.grid), np.asarray(sigmas, dtype=np.float64)
+    lower, frac = teacher.brackets(s[:-1])
+    j = np.interp(lower + frac, np.arange(G), response)
+    c_x, c_d, c_old = step_coefficients(sampler, np.r_[np.nan, s[:-2]], s[:-1], s[1:])
+    state, old = np.zeros(2 * G), np.zeros(2 * G)
+    state[lower[0]], state[lower[0] + 1] = 1 - frac[0], frac[0]
+    for k, (i, f) in enumerate(zip(lower, frac)):
+        x, d = np.zeros(2 * G), np.zeros(2 * G)
+        x[i], x[i + 1], d[G + i], d[G + i + 1] = 1 - f, f, 1 - f, f
+        prediction = d + j[k] * (state - x)
+        state = c_x[k] * state + c_d[k] * prediction + c_old[k] * old
+        old = prediction
+    state[2 * G - 1] -= 1.0  # against the teacher's final sample D_{G-1}
+    return float(state @ teacher.gram @ state / teacher.numel)
+
+
+def refine(start: np.ndarray, teacher: Teacher, sampler: str, response: np.ndarray, table: ErrorTable | None,
+           data_variance: float, variance_weight: float) -> np.ndarray:
+    """Nelder–Mead from schedule `start` on `linearised_error` + `propagated_variance`, with no model calls.
+
+    σ_0 is the teacher's start; the levels between it and the final 0 move in log σ within the
+    grid's range and stay strictly descending; deterministic.
+    """
+    top, low = float(teacher.grid[0]), float(teacher.grid[-1])
+
+    def schedule(z: np.ndarray) -> np.ndarray:
+        return np.r_[top, np.exp(np.sort(np.clip(z, np.log(low), np.log(top)))[::-1]), 0.0]
+
+    def objective(z: np.ndarray) -> float:
+        sigmas = schedule(z)
+        if not np.all(np.diff(sigmas) < 0):
+            return np.inf
+        return (linearised_error(sigmas, teacher, sampler, response)
+                + propagated_variance(sigmas, table, data_variance, variance_weight))
+
+    inner = np.clip(start[1:-1], low, top * (1 - 1e-6))
+    result = minimize(objective, np.log(inner), method="Nelder-Mead",
+                      options={"maxfev": REFINE_EVALUATIONS, "xatol": 1e-3, "fatol": 1e-9})
+    return schedule(result.x)

@@ -1,0 +1,104 @@
+"""Teacher trajectories of the model itself, and sampling a schedule against them.
+
+The teacher solves B trajectories from noise with DPM-Solver++(2M) on a fine grid
+g_0 > g_1 > … > g_{G−1} > 0 (σ descending, the start first). Every grid state X_m and its
+prediction D_m = D(X_m, g_m) are kept only through their Gram matrix, so memory does not grow
+with the number of samples.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable
+
+import numpy as np
+import torch
+
+from ..profile import Denoise
+from .coefficients import sample
+
+Spend = Callable[[int], None]  # told how many model evaluations (samples) were just made
+
+
+def batches(count: int, size: int):
+    """Sample index ranges of at most `size`, covering 0..count−1 in order."""
+    for lo in range(0, count, size):
+        yield torch.arange(lo, min(lo + size, count))
+
+
+@dataclasses.dataclass(frozen=True)
+class Teacher:
+    """What the search keeps of the teacher trajectories.
+
+    `grid` — σ of the grid points, descending from σ_0, without the final 0 (length G).
+    `gram` — [2G, 2G] sums over samples of dot products of the vectors X_0..X_{G−1},
+    D_0..D_{G−1} (the teacher's final sample is D_{G−1}). `numel` — samples × dimensions.
+    `start` — the B starting states; `final` — the teacher's B final samples (float64).
+    `probe` — the first batch's vectors themselves [2G, its samples × dimensions] (float64),
+    to compare a checked schedule's states with the teacher's (`check`).
+    """
+
+    grid: np.ndarray
+    gram: np.ndarray
+    numel: int
+    start: torch.Tensor
+    final: torch.Tensor
+    probe: torch.Tensor
+
+    def brackets(self, sigma) -> tuple[np.ndarray, np.ndarray]:
+        """(i, f) per σ: it lies a fraction f of the way from grid point i to i + 1, linearly in log σ."""
+        position = np.interp(-np.log(sigma), -np.log(self.grid), np.arange(len(self.grid)))
+        lower = np.minimum(position.astype(int), len(self.grid) - 2)
+        return lower, position - lower
+
+
+def run_teacher(denoise: Denoise, start: torch.Tensor, grid: np.ndarray, batch_size: int, spend: Spend) -> Teacher:
+    """Solve trajectories from `start` on `grid` (σ descending, then 0) with DPM++2M, `batch_size` at a time.
+
+    Only the Gram matrix of each batch's states and predictions is kept, and the first batch's
+    vectors (`Teacher.probe`), so memory is at most 2 × 2G × batch_size latents whatever the
+    number of samples.
+    """
+    G = len(grid)
+    gram, finals, probe = np.zeros((2 * G, 2 * G)), [], None
+    for index in batches(len(start), batch_size):
+        count = len(index)
+        vectors = torch.empty((2 * G, count * start[0].numel()), dtype=torch.float64)
+
+        def keep(k: int, x: torch.Tensor, d: torch.Tensor, vectors=vectors, count=count) -> None:
+            vectors[k], vectors[G + k] = x.reshape(-1), d.reshape(-1)
+            spend(count)
+
+        finals.append(sample(denoise, start[index], np.append(grid, 0.0), "dpmpp_2m", index, keep))
+        gram += (vectors @ vectors.T).numpy()
+        probe = vectors if probe is None else probe
+    return Teacher(grid, gram, start.numel(), start, torch.cat(finals), probe)
+
+
+def check(denoise: Denoise, teacher: Teacher, sigmas: np.ndarray, sampler: str, start: torch.Tensor,
+          batch_size: int, spend: Spend) -> tuple[float, np.ndarray]:
+    """Sample `sigmas` with the noise-free `sampler` from `start` (the teacher's noise, formed at `sigmas[0]`).
+
+    Returns the squared error per dimension against the teacher's final samples, and the
+    model's response along the sampler's own deviations, measured on the teacher's first batch
+    (`Teacher.probe`): one row (grid position, ⟨ΔD, Δx⟩, |Δx|²) per step inside the grid after
+    the first, where Δx is the state's distance to the teacher's state at that σ and ΔD its
+    prediction's (`refine.response_curve`).
+    """
+    G, total, rows = len(teacher.grid), 0.0, []
+    lower, frac = teacher.brackets(sigmas[:-1])
+    inside = (sigmas[:-1] <= teacher.grid[0]) & (sigmas[:-1] >= teacher.grid[-1])
+    for n, index in enumerate(batches(len(start), batch_size)):
+        count = len(index)
+
+        def visit(k: int, x: torch.Tensor, d: torch.Tensor, count=count, first=n == 0) -> None:
+            spend(count)
+            if first and k > 0 and inside[k]:
+                i, f = lower[k], frac[k]
+                dx = x.reshape(-1) - ((1 - f) * teacher.probe[i] + f * teacher.probe[i + 1])
+                dd = d.reshape(-1) - ((1 - f) * teacher.probe[G + i] + f * teacher.probe[G + i + 1])
+                rows.append((i + f, float(dd @ dx), float(dx @ dx)))
+
+        final = sample(denoise, start[index], sigmas, sampler, index, visit)
+        total += float((final - teacher.final[index]).pow(2).sum())
+    return total / teacher.numel, np.array(rows, dtype=np.float64).reshape(-1, 3)
