@@ -162,6 +162,7 @@ class VRGSearchSchedule(io.ComfyNode):
         plot = png_to_image(search_png(result))
         ui = report(cls, text, warnings, plot, sigmas=result.sigmas.tolist(), chosen=[result.chosen],
                     total_error=[o["base"].total, o[rival].total, o[result.chosen].total],
+                    candidates=sorted(result.candidates),
                     evaluations=[0 if cached else result.evaluations])
         return io.NodeOutput(sigmas, patched, plot, ui=ui)
 
