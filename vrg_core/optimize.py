@@ -146,9 +146,9 @@ def _problem(s: np.ndarray, table: ErrorTable, gamma: float, start: str, lam: fl
     radius = np.minimum(gamma, np.minimum(alpha, 1.0 - alpha)) * _BOX_SHRINK
     lower, upper = np.log(alpha - radius), np.log(alpha + radius)
     if interp == "paper":
-        knots, values = alpha_bar_from_sigma(table.sigmas, kind)[::-1], table.mean_mse[::-1]
+        knots, values = alpha_bar_from_sigma(table.sigmas, kind)[::-1], table.smoothed_mse[::-1]
     else:
-        knots, values = np.log(table.sigmas), np.log(table.mean_mse)
+        knots, values = np.log(table.sigmas), np.log(table.smoothed_mse)
     return _Problem(
         table, interp, float(s[-1]), float(np.log(ab_end)), log_alpha, lower, upper,
         lam if start == "paper" else 0.0, float(ab[-1]), knots, values, np.diff(values) / np.diff(knots),
