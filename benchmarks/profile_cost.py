@@ -1,6 +1,8 @@
-"""What profiling costs: evaluations for ≤ 2 % relative standard error per level, and profiler overhead.
+"""What profiling costs: evaluations for ≤ 2 % relative standard error per level, profiler overhead,
+and what a budget costs the user (the schedule's regret).
 
     python -m benchmarks.profile_cost [--models eps,flow,gmm] [--grid 48] [--pilot 256] [--target 0.02]
+    python -m benchmarks.profile_cost --regret [--models eps,flow] [--regret-budgets 8,32,128] [--seeds 1,2,3]
 
 1. A pilot profile (`--pilot` samples per level on `--grid` levels, held-out data) gives each
    level's coefficient of variation cv = std(mse)/mean(mse); a level needs (cv / target)² samples
@@ -10,6 +12,13 @@
 2. Overhead: wall time of `vrg_core.profile.profile` (noise per job, mixing levels, the error
    sums) against the bare model forward on the same number of inputs at the same batch size.
    Target ≤ 5 %.
+3. `--regret` (instead of 1–2): the VRG schedule (10 steps, Karras for EPS / the shift-3 simple
+   schedule for flow, γ auto, start held) optimised from a table of `--regret-budgets` samples
+   per level (3 seeds) has a CPE, under a `--regret-reference`-sample table (another seed), above
+   that table's own optimum by its regret. Shown with the levels used as measured ("as measured",
+   the old behaviour) and pooled by their standard errors (`ErrorTable.smoothed_mse`, what
+   interpolation now uses), beside `vrg_core.regret.schedule_regret_estimate` made from the small
+   table alone (mean / 90th percentile over 16 draws).
 """
 
 from __future__ import annotations
@@ -47,10 +56,10 @@ def model_under_test(name: str, quick: bool):
     return (lambda xb, s, i: model.denoise(xb, s, make_context(y[i]))), x, model.kind, model.sigma_min, model.sigma_max
 
 
-def timed_profile(denoise, x0, kind, grid, samples, batch) -> tuple[ErrorTable, float]:
+def timed_profile(denoise, x0, kind, grid, samples, batch, seed: int = 1) -> tuple[ErrorTable, float]:
     t0 = time.perf_counter()
     with torch.inference_mode():
-        table = profile(denoise, x0, kind, grid, samples, batch_size=batch, seed=1)
+        table = profile(denoise, x0, kind, grid, samples, batch_size=batch, seed=seed)
     return table, time.perf_counter() - t0
 
 
@@ -68,6 +77,32 @@ def bare_forward_seconds(denoise, x0, kind, grid, total, batch) -> float:
     return time.perf_counter() - t0
 
 
+def regret_study(name: str, grid_size: int, budgets: list[int], seeds: list[int], reference: int, batch: int,
+                 steps: int = 10) -> None:
+    from vrg_core.objective import cumulative_error
+    from vrg_core.optimize import optimize_sigmas
+    from vrg_core.regret import default_schedule, schedule_regret_estimate
+
+    denoise, x0, kind, lo, hi = model_under_test(name, False)
+    grid = noise_level_grid(lo, hi, grid_size, kind)
+    big, t_big = timed_profile(denoise, x0, kind, grid, reference, batch, seed=1000)
+    base = default_schedule(big, steps)
+    best = optimize_sigmas(base, big)
+    print(f"\n[{name}] regret of the {steps}-step VRG schedule (start held); reference table {grid_size} x {reference} = "
+          f"{grid_size * reference} evaluations ({t_big:.0f} s), seed 1000; VRG gain under it {100 * best.improvement:+.2f} %")
+    print(f"  {'samples/level':>13} {'evaluations':>11} {'seed':>4} {'regret as measured':>18} {'regret pooled':>13} "
+          f"{'estimate (mean / p90)':>21} {'estimate s':>10}")
+    for samples in budgets:
+        for seed in seeds:
+            table, _ = timed_profile(denoise, x0, kind, grid, samples, batch, seed=seed)
+            as_measured = ErrorTable.from_mean_error(kind, grid, table.mean_mse)  # no spread: levels used as measured
+            regret = [cumulative_error(optimize_sigmas(base, t).sigmas, big).total / best.cpe_after - 1
+                      for t in (as_measured, table)]
+            est = schedule_regret_estimate(table, base)
+            print(f"  {samples:>13} {grid_size * samples:>11} {seed:>4} {100 * regret[0]:>17.2f}% {100 * regret[1]:>12.2f}% "
+                  f"{100 * est.mean:>12.2f}% / {100 * est.high:.2f}% {est.seconds:>10.2f}", flush=True)
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="python -m benchmarks.profile_cost", description=__doc__.splitlines()[0])
     ap.add_argument("--models", default="eps,flow,gmm")
@@ -78,8 +113,18 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--repeats", type=int, default=3, help="overhead timing: best of this many")
     ap.add_argument("--quick", action="store_true", help="small pilot, no check run")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--regret", action="store_true", help="only the regret study (section 3)")
+    ap.add_argument("--regret-budgets", default="8,32,128", help="samples per level of the tables under test")
+    ap.add_argument("--regret-reference", type=int, default=800, help="samples per level of the reference table")
+    ap.add_argument("--seeds", default="1,2,3")
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
+    if a.regret:
+        models = "eps,flow" if a.models == ap.get_default("models") else a.models
+        for name in models.split(","):
+            regret_study(name, a.grid, [int(v) for v in a.regret_budgets.split(",")], [int(v) for v in a.seeds.split(",")],
+                         a.regret_reference, a.batch)
+        return
     pilot = 32 if a.quick else a.pilot
     print(f"profile cost: grid {a.grid} levels, pilot {pilot} samples/level, target rel. s.e. {100 * a.target:g} %, "
           f"batch {a.batch}, {a.threads} thread(s)")

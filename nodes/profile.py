@@ -16,6 +16,7 @@ from ..vrg_core.errors import VRGError
 from ..vrg_core.parameterization import noise_level_grid
 from ..vrg_core.plot import error_curve_png
 from ..vrg_core.profile import profile
+from ..vrg_core.regret import schedule_regret_estimate
 from .common import CATEGORY, ErrorTableIO, png_to_image, report, stop_if_cancelled
 from .host import fingerprint, model_kind, sigma_range
 
@@ -131,6 +132,13 @@ class VRGProfile(io.ComfyNode):
         plot = png_to_image(error_curve_png(table))
         text = (f"{kind.value} model, sigma {lo:.4g}..{hi:.4g}: {grid_size} levels x {samples_per_level} samples "
                 f"on {table.info.dataset_size} latents, cfg {cfg:g}, {time.perf_counter() - started:.1f} s")
+        try:
+            est = schedule_regret_estimate(table)
+            text += (f"\nschedule regret (estimate from the standard errors, 10-step VRG schedule): {100 * est.mean:.2f} % "
+                     f"(90 % of draws below {100 * est.high:.2f} %)"
+                     + ("; raise samples_per_level to lower it" if est.high > 0.005 else ""))
+        except VRGError as e:
+            text += f"\nschedule regret: not estimated ({e})"
         return io.NodeOutput(table, plot, ui=report(cls, text, image=plot))
 
 
