@@ -9,7 +9,7 @@ import torch
 
 import comfy.samplers
 import comfy.utils
-from comfy_api.latest import io
+from comfy_api.v0_0_2 import io
 
 from ..vrg_core.error_table import ErrorTable, TableInfo, now_iso
 from ..vrg_core.errors import VRGError
