@@ -90,9 +90,13 @@ FAMILIES = {
 
 
 def fill_weights(module: torch.nn.Module, seed: int) -> None:
-    """Seeded random weights: N(0, 1/fan_in) for matrices and kernels, zero biases, unit norm scales."""
+    """Seeded random weights: N(0, 1/fan_in) for matrices and kernels, zero biases, unit norm scales;
+    stored buffers ComfyUI leaves empty for the checkpoint to fill (SD3's pos_embed) N(0, 0.02^2)."""
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
+        for name, b in sorted(module.named_buffers(), key=lambda item: item[0]):
+            if name.endswith("pos_embed") and b.is_floating_point():
+                b.copy_(0.02 * torch.randn(b.shape, generator=g))
         for name, p in sorted(module.named_parameters(), key=lambda item: item[0]):
             if p.numel() == 0:
                 continue
