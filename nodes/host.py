@@ -31,9 +31,10 @@ SUPPORTED = ("VRG supports models whose noisy latent is x0 + sigma * noise (EPS,
              "SD3, Flux, Wan, LTXV)")
 
 
-def _refuse(model_sampling, why: str) -> VRGError:
-    return VRGError(f"VRG does not support this model's sampling type {type(model_sampling).__name__}: it is {why}. "
-                    f"{SUPPORTED}; use another scheduler for this model")
+def _refuse(model_sampling, type_name: str, why: str) -> VRGError:
+    return VRGError(f"VRG does not support this model's prediction type {type_name} (model_sampling "
+                    f"{type(model_sampling).__name__}): it is {why}. {SUPPORTED}; sample this model with ComfyUI's "
+                    "own schedulers instead")
 
 
 def _forms(model_sampling, kind: ModelKind) -> bool:
@@ -54,19 +55,20 @@ def model_kind(model_sampling) -> ModelKind:
     classes = {c.__name__ for c in type(model_sampling).__mro__}
     for name, why in _REFUSED.items():
         if name in classes:
-            raise _refuse(model_sampling, why)
+            raise _refuse(model_sampling, name, why)
     for name, kind in _KINDS:
         family = getattr(sampling, name)
         if isinstance(model_sampling, family):
             if kind.is_flow and float(getattr(model_sampling, "noise_scale", 1.0)) != 1.0:
-                raise _refuse(model_sampling, f"a flow model with noise scale {model_sampling.noise_scale:g} (the "
-                                              "noise is scaled, x = (1 - sigma) * x0 + sigma * scale * noise); set "
-                                              "the noise scale to 1")
+                raise _refuse(model_sampling, name, f"a flow model with noise scale {model_sampling.noise_scale:g} "
+                                                    "(x = (1 - sigma) * x0 + sigma * scale * noise); set its noise "
+                                                    "scale to 1 for VRG")
             if not _forms(model_sampling, kind):
-                raise _refuse(model_sampling, f"derived from {name} but its noise_scaling does not form x as {name} "
-                                              "does")
+                raise _refuse(model_sampling, name, f"derived from {name} but its noise_scaling does not form x "
+                                                    f"as {name} does")
             return kind
-    raise _refuse(model_sampling, "not derived from ComfyUI's EPS, V_PREDICTION, EDM or CONST")
+    raise _refuse(model_sampling, type(model_sampling).__name__,
+                  "not derived from ComfyUI's EPS, V_PREDICTION, EDM or CONST")
 
 
 def sigma_range(model_sampling) -> tuple[float, float]:
