@@ -18,6 +18,10 @@ import math
 import torch
 
 
+IMAGES = "vrg_family_images"  # the image set's folder in the test server's input/
+SIZE = 64  # pixels of images and empty latents: 8 x 8 latents
+
+
 @dataclasses.dataclass(frozen=True)
 class Family:
     config: str  # comfy.supported_models class name

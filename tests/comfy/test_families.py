@@ -12,25 +12,18 @@ the family's own scheduler starts from (Flux-dev shifted by ModelSamplingFlux at
 from __future__ import annotations
 
 import functools
-import os
 import time
 import urllib.error
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
-from comfy_server import http_json, running
-from families import FAMILIES
+from comfy_server import http_json
+from families import FAMILIES, IMAGES, SIZE
 from workflows import Link as L
 from workflows import api_prompt
 
-HERE = Path(__file__).resolve().parent
-REPO = HERE.parents[1]
-IMAGES = "vrg_family_images"
-SIZE = 64  # pixels: 8 x 8 latents
 STEPS = 6
 CFG = 2.0
 DENOISE = 0.6
@@ -38,23 +31,15 @@ PATHS = ["profile_save_load", "optimize_samplercustom", "apply_ksampler_vrg", "s
 RESULTS: dict = {}
 
 
-@pytest.fixture(scope="module")
-def family_server(tmp_path_factory):
-    """A real ComfyUI server with the pack and the test-only family nodes (one torch thread: 2 shared cores)."""
-    base = tmp_path_factory.mktemp("family_server")
-    folder = base / "input" / IMAGES
-    folder.mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    for i in range(5):  # five frames for the video model, four images for the others
-        pixels = rng.integers(0, 255, (SIZE, SIZE, 3), dtype=np.uint8)
-        Image.fromarray(pixels).save(folder / f"image_{i}.png")
-    with running(os.environ["COMFYUI_PATH"], base, REPO, extra_nodes={"vrg_test_families": HERE / "family_nodes"},
-                 env={"OMP_NUM_THREADS": "1"}) as live:
-        yield live
+@pytest.fixture(scope="module", autouse=True)
+def print_matrix():
+    yield
     if RESULTS:
         print("\nfamily x path (over HTTP):")
         for name in FAMILIES:
             print(f"  {name:15s} " + "  ".join(f"{p}={RESULTS.get((name, p), 'not run')}" for p in PATHS))
+
+
 
 
 def execute(server, nodes: list, timeout: float = 600) -> dict:
