@@ -17,23 +17,23 @@ def test_available_memory_is_known_here():
 
 def test_search_that_fits_passes_and_returns_its_estimate():
     need = check_search_memory(FLUX_1024, batch_size=1, grid_points=100, samples=10, available=64 * GIB)
-    assert need == search_bytes(16 * 128 * 128, 1, 100, 10) and 0.8 * GIB < need < 1 * GIB
+    assert need == search_bytes(16 * 128 * 128, 1, 100, 10) and 0.8 * GIB < need < 0.9 * GIB  # measured 0.82
 
 
 def test_search_too_big_is_refused_with_the_batch_that_fits():
     with pytest.raises(VRGError) as caught:
         check_search_memory(FLUX_1024, batch_size=8, grid_points=100, samples=13, available=6 * GIB)
     message = str(caught.value)
-    assert "needs about 6.3 GiB" in message and "6.0 GiB is available" in message
-    assert "lower batch_size to 6" in message  # 0.8 x 6 GiB holds 6 samples' worth (0.78 GiB each)
+    assert "needs about 6.7 GiB" in message and "6.0 GiB is available" in message
+    assert "lower batch_size to 5" in message  # 0.8 x 6 GiB holds 5 samples' worth (0.83 GiB each)
 
 
 def test_search_too_big_even_at_batch_one_says_so():
-    with pytest.raises(VRGError, match="even batch_size 1 needs 6.5 GiB: search at a smaller latent"):
+    with pytest.raises(VRGError, match="even batch_size 1 needs 6.8 GiB: search at a smaller latent"):
         check_search_memory(WAN_480P_81, batch_size=4, grid_points=100, samples=13, available=4 * GIB)
 
 
 def test_profile_too_big_is_refused_with_a_smaller_batch():
-    with pytest.raises(VRGError, match="needs about 1.0 GiB .* but 0.5 GiB is available; lower batch_size to 5"):
-        check_profile_memory((4, *WAN_480P_81[1:]), batch_size=16, available=GIB // 2)
-    assert check_profile_memory((4, 16, 128, 128), batch_size=16, available=2 * GIB) < 0.2 * GIB
+    with pytest.raises(VRGError, match="needs about 2.5 GiB .* but 1.0 GiB is available; lower batch_size to 4"):
+        check_profile_memory((4, *WAN_480P_81[1:]), batch_size=16, available=GIB)
+    assert check_profile_memory((4, 16, 128, 128), batch_size=16, available=2 * GIB) < 0.35 * GIB

@@ -5,11 +5,12 @@ frames x height x width of one sample); the model's own activations are the host
 (ComfyUI's memory management sizes them for the batch it is given).
 
 * Profile, one batch of B at a time: the clean latents, the noise, the noisy input, the
-  prediction (float32) and the error (float64): about 32 B bytes per element, plus the image
-  set itself (M latents, float32).
+  prediction (float32), their float64 copies and the error: 80 B bytes per element (measured
+  71-80 at Flux and Wan sizes), plus the image set itself (M latents, float32).
 * Search: a teacher batch keeps its 2G states and predictions as float64 vectors, and the first
   batch is kept for the response measurement, so two such blocks: 2 x 2G x B x 8 = 32 G B bytes
-  per element; plus the starting and final states of every sample (S x 2 x 4 bytes).
+  per element, 34 G B with the temporaries (measured 33.5 G at Flux and Wan sizes); plus the
+  starting and final states of every sample (S x 2 x 4 bytes).
 
 `benchmarks/family_scale.py` measures these on a stand-in model at SDXL, Flux and Wan sizes.
 """
@@ -23,8 +24,8 @@ from typing import Sequence
 from .errors import VRGError
 
 GIB = 2**30
-PROFILE_BYTES_PER_ELEMENT = 32  # per batch sample
-SEARCH_BYTES_PER_ELEMENT_AND_GRID_POINT = 32  # per batch sample, per teacher grid point
+PROFILE_BYTES_PER_ELEMENT = 80  # per batch sample
+SEARCH_BYTES_PER_ELEMENT_AND_GRID_POINT = 34  # per batch sample, per teacher grid point
 SAMPLE_BYTES_PER_ELEMENT = 8  # start and final state of every search sample (float32)
 HEADROOM = 0.8  # leave a fifth of the available memory to the host, the model and everything else
 
