@@ -113,15 +113,19 @@ def fill_weights(module: torch.nn.Module, seed: int) -> None:
                 p.fill_(1.0)
 
 
-def model(name: str, seed: int = 0):
-    """The family's diffusion model as ComfyUI builds it (config.get_model), in a ModelPatcher."""
+def model(name: str, seed: int = 0, dtype: torch.dtype = torch.float32):
+    """The family's diffusion model as ComfyUI builds it (config.get_model), in a ModelPatcher.
+
+    `dtype` other than float32: weights stored in it and computed in float32 (ComfyUI's manual cast,
+    as it loads fp16 / bf16 / fp8 checkpoints on a CPU).
+    """
     import comfy.model_management
     import comfy.model_patcher
     import comfy.supported_models
 
     family = FAMILIES[name]
     config = getattr(comfy.supported_models, family.config)(dict(family.unet))
-    config.set_inference_dtype(torch.float32, None)
+    config.set_inference_dtype(dtype, None if dtype == torch.float32 else torch.float32)
     markers = {key: build() for key, build in family.markers}
     base = config.get_model(markers)  # ComfyUI's own model_type() rule reads the markers
     fill_weights(base.diffusion_model, seed)
