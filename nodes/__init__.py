@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing_extensions import override
 
-from comfy_api.latest import ComfyExtension, io
+from comfy_api.v0_0_2 import ComfyExtension, io
 
 from . import demo, images, optimize, profile, schedule, scheduler, search, tables, text
 

@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 import comfy.model_management
-from comfy_api.latest import io, ui
+from comfy_api.v0_0_2 import io, ui
 
 from ..vrg_core.errors import VRGError
 

@@ -14,7 +14,7 @@ import comfy.model_base
 import comfy.model_management
 import comfy.model_patcher
 import comfy.supported_models_base
-from comfy_api.latest import io
+from comfy_api.v0_0_2 import io
 
 from ..vrg_core.bundle import demo_sampling
 from ..vrg_core.demo import load_demo_model, make_context

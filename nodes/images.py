@@ -10,7 +10,7 @@ import torch
 from PIL import Image, ImageOps
 
 import folder_paths
-from comfy_api.latest import io
+from comfy_api.v0_0_2 import io
 
 from ..vrg_core.errors import VRGError
 from .common import CATEGORY

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from comfy_api.latest import io
+from comfy_api.v0_0_2 import io
 
 from ..vrg_core.error_table import INTERPOLATIONS
 from ..vrg_core.optimize import METHODS, START_MODES, OptimizeResult, optimize_sigmas

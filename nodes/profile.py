@@ -9,10 +9,11 @@ import torch
 
 import comfy.samplers
 import comfy.utils
-from comfy_api.latest import io
+from comfy_api.v0_0_2 import io
 
 from ..vrg_core.error_table import ErrorTable, TableInfo, now_iso
 from ..vrg_core.errors import VRGError
+from ..vrg_core.memory import check_profile_memory
 from ..vrg_core.parameterization import noise_level_grid
 from ..vrg_core.plot import error_curve_png
 from ..vrg_core.profile import profile
@@ -121,6 +122,7 @@ class VRGProfile(io.ComfyNode):
         if cfg != 1.0 and negative is None:
             raise VRGError(f"cfg {cfg:g} mixes in the negative conditioning: connect one, or set cfg to 1")
         check_latents(latent["samples"], model.get_model_object("latent_format").latent_channels)
+        check_profile_memory(latent["samples"].shape, batch_size)
         started = time.perf_counter()
         ms = model.get_model_object("model_sampling")
         kind = model_kind(ms)

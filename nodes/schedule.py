@@ -6,7 +6,7 @@ from types import SimpleNamespace
 
 import comfy.model_sampling
 import comfy.samplers
-from comfy_api.latest import io
+from comfy_api.v0_0_2 import io
 
 from ..vrg_core.bundle import bundled_entry, bundled_schedule, list_bundled_tables, load_bundled_table
 from ..vrg_core.errors import VRGError

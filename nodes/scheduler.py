@@ -16,7 +16,7 @@ import logging
 import torch
 
 import comfy.samplers
-from comfy_api.latest import io
+from comfy_api.v0_0_2 import io
 
 from ..vrg_core.error_table import ErrorTable
 from ..vrg_core.errors import VRGError

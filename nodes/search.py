@@ -11,7 +11,7 @@ import comfy.sample
 import comfy.samplers
 import comfy.utils
 import folder_paths
-from comfy_api.latest import io
+from comfy_api.v0_0_2 import io
 
 from ..vrg_core.errors import VRGError
 from ..vrg_core.plot import search_png

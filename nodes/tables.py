@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 import folder_paths
-from comfy_api.latest import io
+from comfy_api.v0_0_2 import io
 
 from ..vrg_core.bundle import BUNDLE_DIR, list_bundled_tables, load_bundled_table
 from ..vrg_core.error_table import ErrorTable

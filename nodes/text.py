@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from comfy_api.latest import io
+from comfy_api.v0_0_2 import io
 
 from ..vrg_core.objective import as_schedule, schedule_from_text
 from ..vrg_core.table_io import table_from_text, table_to_text

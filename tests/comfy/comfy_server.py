@@ -48,11 +48,15 @@ def http_json(url: str, data: dict | None = None, timeout: float = 30):
 
 
 @contextlib.contextmanager
-def running(comfyui: str, base: Path, repo: Path, python: str = sys.executable):
+def running(comfyui: str, base: Path, repo: Path, python: str = sys.executable, extra_nodes: dict | None = None,
+            env: dict | None = None):
     """A server on a free 127.0.0.1 port whose base directory (models, custom_nodes, input, output,
-    temp, user) is `base`, with `repo` linked as custom_nodes/comfyui-vrg; stopped on exit."""
+    temp, user) is `base`, with `repo` linked as custom_nodes/comfyui-vrg (and each of `extra_nodes`,
+    name -> folder, beside it); `env` adds environment variables; stopped on exit."""
     (base / "custom_nodes").mkdir(parents=True)
     (base / "custom_nodes" / PACK).symlink_to(repo, target_is_directory=True)
+    for name, folder in (extra_nodes or {}).items():
+        (base / "custom_nodes" / name).symlink_to(folder, target_is_directory=True)
     settings = base / "user" / "default" / "comfy.settings.json"
     settings.parent.mkdir(parents=True)
     # A returning user: no template dialog, and a navigation mode whose first-load handler
@@ -65,7 +69,7 @@ def running(comfyui: str, base: Path, repo: Path, python: str = sys.executable):
         process = subprocess.Popen(
             [python, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(port), "--base-directory", str(base),
              "--database-url", "sqlite:///:memory:", "--disable-auto-launch"],
-            cwd=comfyui, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
+            cwd=comfyui, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1", **(env or {})},
         )
     url = f"http://127.0.0.1:{port}"
     try:

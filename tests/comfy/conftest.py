@@ -86,3 +86,24 @@ def template_files(server):
     (server.base / "input" / IMAGE_FOLDER).mkdir(parents=True)
     Image.new("RGB", (64, 48), (90, 120, 200)).save(server.base / "input" / IMAGE_FOLDER / "sample.png")
 
+
+
+@pytest.fixture(scope="session")
+def family_server(tmp_path_factory):
+    """A real ComfyUI server with the pack and the test-only family nodes (`family_nodes/`, `families.py`),
+    five small images in input/<families.IMAGES>, one torch thread (the machine's 2 cores are shared)."""
+    import numpy as np
+    from PIL import Image
+
+    from families import IMAGES, SIZE
+
+    base = tmp_path_factory.mktemp("family_server")
+    folder = base / "input" / IMAGES
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for i in range(5):  # five frames for the video model, four images for the others
+        Image.fromarray(rng.integers(0, 255, (SIZE, SIZE, 3), dtype=np.uint8)).save(folder / f"image_{i}.png")
+    with running(COMFYUI_PATH, base, REPO, extra_nodes={"vrg_test_families": HERE / "family_nodes"},
+                 env={"OMP_NUM_THREADS": "1"}) as live:
+        print(f"\nComfyUI family server up in {live.startup_seconds:.1f} s at {live.url}")
+        yield live

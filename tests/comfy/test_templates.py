@@ -1,0 +1,119 @@
+"""The three real-model templates (example_workflows/vrg_sd15, vrg_sdxl, vrg_flux_dev) executed end to end over HTTP.
+
+Stand-in weights, at sizes a 2-core CPU runs in seconds (the widgets of image size, grid, samples
+and steps are lowered; the graph is the template's):
+
+* vrg_sd15: a checkpoint written with ComfyUI's own `comfy.sd.save_checkpoint` under the name the
+  template references (v1-5-pruned-emaonly.safetensors): random weights, ComfyUI's SD1.5 UNet
+  shrunk to one level (ComfyUI's detection needs 320 channels and context 768, not the depth), the
+  full-size CLIP-L and SD VAE classes. The real CheckpointLoaderSimple detects and loads it.
+* vrg_sdxl, vrg_flux_dev: ComfyUI's checkpoint detection accepts no small file for these (SDXL
+  needs its 2.6 B-parameter transformer depth [0, 0, 2, 2, 10, 10] or an SDXL-class variant of
+  0.7 B+, plus CLIP-G; Flux fixes its 3072-wide blocks and needs T5-XXL, 4.7 B parameters), so the
+  loader and the text encoders are replaced by the test family node (`families.py`: ComfyUI's
+  SDXL / Flux classes, tiny) and everything after them is the template's graph as shipped.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from families import FAMILIES, IMAGES, SIZE
+from test_families import execute
+from workflows import TEMPLATE_MODELS, WORKFLOWS, Link
+
+SMALL = {"VRGLoadImageSet": {"folder": IMAGES, "count": 4, "width": SIZE, "height": SIZE},
+         "VRGProfile": {"grid_size": 8, "samples_per_level": 2, "batch_size": 8},
+         "BasicScheduler": {"steps": 4},
+         "EmptyLatentImage": {"width": SIZE, "height": SIZE}, "EmptySD3LatentImage": {"width": SIZE, "height": SIZE}}
+
+
+def shrunk(name: str) -> list:
+    """The template's nodes with the size widgets of SMALL (links and every other value as shipped)."""
+    return [(key, kind, {**inputs, **SMALL.get(kind, {})}) for key, kind, inputs in WORKFLOWS[name]]
+
+
+def with_family_loader(nodes: list, family: str) -> list:
+    """Replace CheckpointLoaderSimple and CLIPTextEncode by the test family node (same MODEL / VAE outputs)."""
+    out, encoders = [("checkpoint", "VRGTestFamilyModel", {"family": family, "seed": 0})], {}
+    for key, kind, inputs in nodes:
+        if kind == "CLIPTextEncode":
+            encoders[key] = 2 if inputs["text"] else 3  # the family's positive / negative conditioning
+        elif kind != "CheckpointLoaderSimple":
+            out.append((key, kind, inputs))
+    rewired = []
+    for key, kind, inputs in out:
+        fixed = {}
+        for name, value in inputs.items():
+            if isinstance(value, Link) and value.node == "checkpoint" and value.slot == 2:
+                value = Link("checkpoint", 1)  # the family node's VAE output
+            elif isinstance(value, Link) and value.node in encoders:
+                value = Link("checkpoint", encoders[value.node])
+            fixed[name] = value
+        rewired.append((key, kind, fixed))
+    return rewired
+
+
+def write_sd15_checkpoint(path) -> None:
+    """A small checkpoint ComfyUI detects as SD1.5, written by ComfyUI's own save_checkpoint."""
+    import comfy.model_management as mm
+    import comfy.model_patcher
+    import comfy.sd
+    import comfy.sd1_clip
+    import comfy.supported_models
+    import comfy.supported_models_base
+    from comfy.ldm.models.autoencoder import AutoencoderKL
+
+    import families
+
+    unet = families._unet(768, channels=320)  # what SD1.5's detection matches on
+    unet.update({"channel_mult": [1], "num_res_blocks": [1], "transformer_depth": [1],
+                 "transformer_depth_output": [1, 1]})
+    config = comfy.supported_models.SD15(unet)
+    config.set_inference_dtype(torch.float32, None)
+    base = config.get_model({})
+    families.fill_weights(base.diffusion_model, 0)
+    model = comfy.model_patcher.ModelPatcher(base, load_device=mm.get_torch_device(),
+                                             offload_device=mm.unet_offload_device())
+    clip = comfy.sd.CLIP(comfy.supported_models_base.ClipTarget(comfy.sd1_clip.SD1Tokenizer,
+                                                                comfy.sd1_clip.SD1ClipModel))
+    families.fill_weights(clip.cond_stage_model, 2)
+    vae_net = AutoencoderKL(ddconfig={"double_z": True, "z_channels": 4, "resolution": 256, "in_channels": 3,
+                                      "out_ch": 3, "ch": 128, "ch_mult": [1, 2, 4, 4], "num_res_blocks": 2,
+                                      "attn_resolutions": [], "dropout": 0.0}, embed_dim=4)  # the SD VAE's size
+    families.fill_weights(vae_net, 1)
+    comfy.sd.save_checkpoint(str(path), model, clip, comfy.sd.VAE(sd=vae_net.state_dict()))
+
+
+@pytest.fixture(scope="module")
+def sd15_checkpoint(family_server, comfy):
+    torch.set_num_threads(1)
+    folder = family_server.base / "models" / "checkpoints"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / TEMPLATE_MODELS["sd15"]
+    write_sd15_checkpoint(path)
+    return path
+
+
+def check_template_run(out: dict, kind: str, steps: int) -> None:
+    optimized = out["optimize"]
+    base, sigmas = np.array(optimized["base_sigmas"]), np.array(optimized["sigmas"])
+    assert len(sigmas) == steps + 1 and sigmas[0] == base[0] and sigmas[-1] == 0
+    assert np.all(np.isfinite(sigmas)) and np.all(np.isfinite(optimized["cpe"]))
+    assert out["profile"]["text"][0].startswith(f"{kind} model")
+    assert out["save_table"]["files"] and len(out["save"]["images"]) == 1
+
+
+def test_sd15_template_through_the_real_checkpoint_loader(family_server, sd15_checkpoint):
+    out = execute(family_server, shrunk("vrg_sd15"))
+    check_template_run(out, "eps", 4)
+    assert np.isclose(out["optimize"]["sigmas"][0], 14.6146, rtol=1e-4)  # SD1.5's karras start
+
+
+@pytest.mark.parametrize("name, family, kind", [("vrg_sdxl", "sdxl", "eps"), ("vrg_flux_dev", "flux_dev", "const")])
+def test_sdxl_and_flux_templates_after_a_stand_in_loader(family_server, name, family, kind):
+    assert FAMILIES[family].kind == kind
+    out = execute(family_server, with_family_loader(shrunk(name), family))
+    check_template_run(out, kind, 4)
