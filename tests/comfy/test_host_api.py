@@ -26,6 +26,10 @@ SYMBOLS = {
                        "Sampler.max_denoise", "SCHEDULER_HANDLERS", "SCHEDULER_NAMES", "SchedulerHandler",
                        "calculate_sigmas", "KSampler.SCHEDULERS"],
     "comfy.sample": ["prepare_noise"],
+    # the shipped tables VRG+ measures as candidates (nodes/candidates.py; a failure leaves one out, with a warning)
+    "comfy_extras.nodes_align_your_steps": ["AlignYourStepsScheduler.execute"],
+    "comfy_extras.nodes_gits": ["GITSScheduler.execute"],
+    "comfy_extras.nodes_optimalsteps": ["OptimalStepsScheduler.execute"],
     "comfy.utils": ["ProgressBar", "ProgressBar.update_absolute"],
     "comfy.model_management": ["get_torch_device", "unet_offload_device", "throw_exception_if_processing_interrupted"],
     "comfy.model_patcher": ["ModelPatcher", "ModelPatcher.clone", "ModelPatcher.add_object_patch",
