@@ -171,7 +171,10 @@ def cmd_search(a: argparse.Namespace) -> None:
     from .search.cache import table_digest
 
     model = load_demo_model(a.model)
-    table = None if a.table is None else _table_for(a.table, model.kind.value)
+    table = None if a.table is None else load_table(a.table)
+    if table is not None and table.kind != model.kind:
+        raise VRGError(f"the table '{Path(a.table).name}' was measured on a {table.kind.value} model, but the demo "
+                       f"{a.model} model is {model.kind.value}; give that model's table, or none")
     if table is None and a.variance_weight > 0:
         raise VRGError("--variance-weight above 0 needs --table (the model's error table)")
     if a.sigmas is not None:
@@ -273,56 +276,62 @@ def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="python -m vrg_core",
                 description="Variance-Reduction Guidance: optimise sampling schedules from a model's measured error.")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    shown = {"formatter_class": argparse.ArgumentDefaultsHelpFormatter}  # every option's default in --help
 
-    o = sub.add_parser("optimize", help="optimise a schedule with an error table")
+    o = sub.add_parser("optimize", help="optimise a schedule with an error table", **shown)
     o.add_argument("--table", required=True, help="a VRG .safetensors table or an official MSE-vs-alpha_bar .txt/.tsv")
     o.add_argument("--sigmas", help="comma-separated descending sigmas, e.g. '14.6,5.1,1.2,0.03,0'")
     o.add_argument("--trajectory", help="an official alpha_bar trajectory file")
     o.add_argument("--kind", help="model kind the sigmas belong to (checked against the table)")
     o.add_argument("--gamma", default="auto", help="learning portion, or 'auto' (0.05 up to 10 steps, else 0.01)")
-    o.add_argument("--start", default="fixed", choices=START_MODES)
+    o.add_argument("--start", default="fixed", choices=START_MODES,
+                   help="fixed: keep the first sigma exactly; paper: the official soft penalty lets it move")
     o.add_argument("--lam", type=float, default=100.0, help="start penalty for --start paper")
-    o.add_argument("--method", default="exact", choices=METHODS)
-    o.add_argument("--interp", default="loglog", choices=INTERPOLATIONS)
+    o.add_argument("--method", default="exact", choices=METHODS,
+                   help="exact: the deterministic solver (milliseconds); paper: the official SGD, for reproduction")
+    o.add_argument("--interp", default="loglog", choices=INTERPOLATIONS,
+                   help="how the error table is read between its levels: loglog (log w over log sigma) or the "
+                        "official one (linear in alpha_bar)")
     o.add_argument("--json", action="store_true", help="print one JSON object")
     o.set_defaults(run=cmd_optimize)
 
-    se = sub.add_parser("search", help="VRG+: search a schedule on a bundled demo model for its total error")
-    se.add_argument("--model", default="eps", choices=("eps", "flow"))
+    se = sub.add_parser("search", help="VRG+: search the schedule closest to a demo model's converged samples",
+                        **shown)
+    se.add_argument("--model", default="eps", choices=("eps", "flow"), help="the bundled demo model")
     se.add_argument("--steps", type=at_least(2), default=10, help="steps (when --sigmas is not given)")
-    se.add_argument("--sampler", default="euler", choices=SEARCH_SAMPLERS)
-    se.add_argument("--sigmas", help="the base schedule (default: karras for eps, simple for flow); its ends are held")
+    se.add_argument("--sampler", default="euler", choices=SEARCH_SAMPLERS, help="the sampler to search for")
+    se.add_argument("--sigmas", help="the base schedule (karras for eps, simple for flow when not given); its start is held")
     se.add_argument("--table", help="optional: the model's error table (adds VRG alone as a candidate)")
     se.add_argument("--evaluations", type=at_least(1), default=DEFAULT_EVALUATIONS, help="model evaluations to spend")
     se.add_argument("--variance-weight", type=float, default=DEFAULT_VARIANCE_WEIGHT,
-                    help="weight of VRG's prediction-error term (needs --table; default 0: aim at the converged samples)")
+                    help="weight of VRG's prediction-error term (needs --table); 0 aims purely at the converged samples")
     se.add_argument("--seed", type=int, default=0, help="seed of the teacher trajectories' noise")
     se.add_argument("--cache", type=Path, metavar="FOLDER",
                     help="reuse / store searches in FOLDER/vrg_search_cache.json")
     se.add_argument("--json", action="store_true", help="print one JSON object")
     se.set_defaults(run=cmd_search)
 
-    i = sub.add_parser("info", help="a table's metadata and error curve")
-    i.add_argument("path")
-    i.add_argument("--json", action="store_true")
+    i = sub.add_parser("info", help="a table's metadata and error curve", **shown)
+    i.add_argument("path", help="a VRG .safetensors table or an official text table")
+    i.add_argument("--json", action="store_true", help="print one JSON object")
     i.set_defaults(run=cmd_info)
 
-    pr = sub.add_parser("profile", help="profile a bundled demo model into a table file")
-    pr.add_argument("--model", default="eps", choices=("eps", "flow"))
+    pr = sub.add_parser("profile", help="profile a bundled demo model into a table file", **shown)
+    pr.add_argument("--model", default="eps", choices=("eps", "flow"), help="the bundled demo model")
     pr.add_argument("--out", required=True, type=table_out_path, help="the table file to write (.safetensors)")
     pr.add_argument("--grid", type=at_least(2), default=32, help="noise levels")
     pr.add_argument("--samples", type=at_least(1), default=64, help="samples per level")
-    pr.add_argument("--batch", type=at_least(1), default=256)
-    pr.add_argument("--seed", type=int, default=0)
+    pr.add_argument("--batch", type=at_least(1), default=256, help="samples per model call")
+    pr.add_argument("--seed", type=int, default=0, help="seed of the noise; same seed, same table")
     pr.set_defaults(run=cmd_profile)
 
     d = sub.add_parser("demo", help="search VRG+ on the demo model, sample it beside every demo schedule and VRG, "
-                                    "compare the distance to converged samples and FD")
-    d.add_argument("--steps", type=at_least(2), default=10)
-    d.add_argument("--grid", type=at_least(2), default=32)
-    d.add_argument("--samples", type=at_least(1), default=64)
+                                    "compare the distance to converged samples and FD", **shown)
+    d.add_argument("--steps", type=at_least(2), default=10, help="sampling steps (Euler)")
+    d.add_argument("--grid", type=at_least(2), default=32, help="noise levels of VRG's error table")
+    d.add_argument("--samples", type=at_least(1), default=64, help="samples per level of VRG's error table")
     d.add_argument("--count", type=at_least(2), default=2000, help="samples per schedule for the metric")
-    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--seed", type=int, default=0, help="seed of the search and of the compared samples' noise")
     d.add_argument("--json", action="store_true", help="end with one JSON line")
     d.set_defaults(run=cmd_demo)
     return p

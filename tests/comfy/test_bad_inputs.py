@@ -333,7 +333,7 @@ def test_every_bad_prompt_then_a_good_one(server, bad_files):
         error = execution_error(finished(server, post(server, api_prompt(nodes))["prompt_id"], timeout=120))
         message = error["exception_message"]
         expected_node = str([k for k, _, _ in nodes].index(key) + 1)
-        if not (error["exception_type"].endswith("errors.VRGError") and error["node_id"] == expected_node
+        if not (error["exception_type"] == "vrg.VRGError" and error["node_id"] == expected_node
                 and names in message and fix in message):
             problems.append(f"{case}: {error['node_type']} {error['exception_type']}: {message}")
     for case, (nodes, key, input_name) in REFUSED.items():
