@@ -6,6 +6,7 @@ A few hundred examples a run; `VRG_FUZZ_EXAMPLES=10000 python -m pytest tests/te
 import os
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -66,3 +67,8 @@ def test_official_formats(text):
 def test_schedule_text_round_trip():
     s = schedule_from_text("[14.6146, 3.86; 1.39 0.4,0.0292, 0]")
     np.testing.assert_allclose(s, [14.6146, 3.86, 1.39, 0.4, 0.0292, 0.0])
+
+
+def test_decimal_commas_get_a_hint():
+    with pytest.raises(VRGError, match="decimal commas"):
+        schedule_from_text("14,6; 3,8; 0")
