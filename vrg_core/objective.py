@@ -69,7 +69,7 @@ def schedule_from_text(text: str, name: str = "sigmas text") -> np.ndarray:
             values.append(float(token))
         except ValueError:
             raise VRGError(f"{name}: {token[:40]!r} is not a number; give numbers separated by commas") from None
-    if ";" in text and re.search(r"\d,\d", text):
+    if ";" in text and "." not in text and re.search(r"\d,\d", text):
         raise VRGError(f"{name} looks like decimal commas ({text[:40]!r}): write decimals with a point, e.g. "
                        "'14.6, 3.8, 0'")
     return as_schedule(values, name)
