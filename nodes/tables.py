@@ -27,6 +27,9 @@ def register_folder() -> None:
     folder_paths.folder_names_and_paths[FOLDER] = (paths or [default], set(extensions) | EXTENSIONS)
 
 
+MAX_NAME_BYTES = 200  # below the usual 255-byte file-name limit, leaving room for the temporary file's affixes
+
+
 def save_path(name: str) -> Path:
     """Where table `name` is saved: models/vrg/<name>.safetensors, never outside that folder."""
     root = Path(folder_paths.get_folder_paths(FOLDER)[0]).resolve()
@@ -37,6 +40,9 @@ def save_path(name: str) -> Path:
         raise VRGError(f"table name {name!r} contains a NUL byte; use a plain name such as 'sd15_cfg7'")
     if not clean.lower().endswith(".safetensors"):
         clean += ".safetensors"
+    if len(Path(clean).name.encode()) > MAX_NAME_BYTES:
+        raise VRGError(f"table name '{clean[:40]}…' is {len(clean)} characters long; file systems allow about "
+                       f"{MAX_NAME_BYTES} bytes: use a shorter name such as 'sd15_cfg7'")
     path = (root / clean).resolve()
     if root not in path.parents:
         raise VRGError(f"table name {name!r} points outside models/{FOLDER}/; use a plain name such as 'sd15_cfg7'")

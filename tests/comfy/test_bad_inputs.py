@@ -156,6 +156,7 @@ FAILS = {
     "save_name_hidden_parent": (saved("a/../../x"), "save", "'a/../../x' points outside", "use a plain name"),
     "save_name_nul_byte": (saved("a\x00b"), "save", "contains a NUL byte", "use a plain name"),
     "save_name_blank": (saved("   "), "save", "give the table a file name", "e.g. 'sd15_cfg7'"),
+    "save_name_too_long": (saved("t" * 300), "save", "300 characters long", "use a shorter name"),
     "empty_image_set": ([("set", "VRGLoadImageSet", {"folder": EMPTY_IMAGE_FOLDER, "count": 8, "seed": 0,
                                                      "width": 64, "height": 64}),
                          ("preview", "PreviewImage", {"images": link("set")})],
