@@ -41,7 +41,7 @@ def save_path(name: str) -> Path:
     if not clean.lower().endswith(".safetensors"):
         clean += ".safetensors"
     if len(Path(clean).name.encode()) > MAX_NAME_BYTES:
-        raise VRGError(f"table name '{clean[:40]}…' is {len(clean)} characters long; file systems allow about "
+        raise VRGError(f"table name '{clean[:40]}…' is {len(name.strip())} characters long; file systems allow about "
                        f"{MAX_NAME_BYTES} bytes: use a shorter name such as 'sd15_cfg7'")
     path = (root / clean).resolve()
     if root not in path.parents:
