@@ -28,7 +28,7 @@ _REFUSED = {
 }
 SUPPORTED = ("VRG supports models whose noisy latent is x0 + sigma * noise (EPS, v-prediction, EDM, X0 and LCM: "
              "SD1.x, SD2.x, SDXL, Playground 2.5) or (1 - sigma) * x0 + sigma * noise (flow/CONST with noise scale 1: "
-             "SD3, Flux, Wan, LTXV)")
+             "SD3, Flux, Wan)")
 
 
 def _refuse(model_sampling, type_name: str, why: str) -> VRGError:

@@ -35,6 +35,7 @@ class Family:
     scheduler: str = "normal"  # what the family samples with
     vae: str = "kl"  # "kl" (AutoencoderKL, small config) or "wan" (Wan 2.1 WanVAE)
     guidance: float | None = None  # Flux-dev: FluxGuidance
+    loader: bool = False  # ComfyUI's detection accepts this small diffusion model: load it with UNETLoader
 
 
 def _unet(context: int, *, adm: int | None = None, linear: bool = False, channels: int = 32) -> dict:
@@ -73,7 +74,7 @@ FAMILIES = {
                           "context_embedder_config": {"target": "torch.nn.Linear",
                                                       "params": {"in_features": 64, "out_features": 128}},
                           "pos_embed_scaling_factor": None, "x_block_self_attn_layers": []},
-                  "const", 16, 64, pooled=64, scheduler="simple"),
+                  "const", 16, 64, pooled=64, scheduler="simple", loader=True),
     "flux_dev": Family("Flux", {"image_model": "flux", "guidance_embed": True, "in_channels": 16, "out_channels": 16,
                                 "vec_in_dim": 64, "context_in_dim": 64, "hidden_size": 64, "mlp_ratio": 2.0,
                                 "num_heads": 2, "depth": 1, "depth_single_blocks": 1, "axes_dim": [8, 12, 12],
@@ -85,11 +86,12 @@ FAMILIES = {
                                            "depth_single_blocks": 1, "axes_dim": [8, 12, 12], "theta": 10000,
                                            "patch_size": 2, "qkv_bias": True},
                            "const", 16, 64, pooled=64, scheduler="simple"),
+    # Wan: what ComfyUI's detection reads back from a file (heads = dim / 128, freq 256, text 4096 x 512)
     "wan21": Family("WAN21_T2V", {"image_model": "wan2.1", "model_type": "t2v", "patch_size": (1, 2, 2),
-                                  "text_len": 16, "in_dim": 16, "dim": 32, "ffn_dim": 64, "freq_dim": 32,
-                                  "text_dim": 64, "out_dim": 16, "num_heads": 2, "num_layers": 1,
-                                  "window_size": (-1, -1), "qk_norm": True, "cross_attn_norm": True, "eps": 1e-6},
-                    "const", 16, 64, frames=5, scheduler="simple", vae="wan"),
+                                  "in_dim": 16, "dim": 128, "ffn_dim": 256, "freq_dim": 256, "out_dim": 16,
+                                  "num_heads": 1, "num_layers": 1, "window_size": (-1, -1), "qk_norm": True,
+                                  "cross_attn_norm": True, "eps": 1e-6},
+                    "const", 16, 4096, frames=5, scheduler="simple", vae="wan", loader=True),
 }
 
 
@@ -131,6 +133,14 @@ def model(name: str, seed: int = 0, dtype: torch.dtype = torch.float32):
     fill_weights(base.diffusion_model, seed)
     return comfy.model_patcher.ModelPatcher(base, load_device=comfy.model_management.get_torch_device(),
                                             offload_device=comfy.model_management.unet_offload_device())
+
+
+def save_diffusion_model(name: str, path, seed: int = 0) -> None:
+    """The family's diffusion model weights as a safetensors file UNETLoader reads (ComfyUI's own writer)."""
+    import comfy.utils
+
+    weights = {k: v.contiguous() for k, v in model(name, seed).model.diffusion_model.state_dict().items()}
+    comfy.utils.save_torch_file(weights, str(path))
 
 
 def vae(name: str, seed: int = 1):

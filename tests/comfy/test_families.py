@@ -1,7 +1,8 @@
 """Every model family ComfyUI users run, over the HTTP API of a real server: the family matrix.
 
 Each family (see `families.py`: ComfyUI's own config, model_base, model_sampling, latent format,
-conditioning path and VAE class, tiny random weights) runs every VRG path as a user wires it:
+conditioning path and VAE class, tiny random weights; SD3 and Wan written to a file and loaded by the
+real UNETLoader, whose detection accepts them small) runs every VRG path as a user wires it:
 image set -> the family's VAE -> VAEEncode -> VRG Profile (cfg 2 with a negative) -> Save, then
 Load; Optimize Sigmas -> SamplerCustom; VRG Apply -> KSampler `vrg`; VRG Search -> KSampler at its
 step count; and denoise < 1 (Optimize Sigmas and the `vrg` KSampler on the encoded images).
@@ -64,11 +65,22 @@ def execute(server, nodes: list, timeout: float = 600) -> dict:
     return {key: entry["outputs"].get(ids[key], {}) for key in ids}
 
 
+def unet_file(name: str) -> str:
+    return f"family_{name}.safetensors"
+
+
 def model_nodes(name: str) -> tuple[list, L, L]:
-    """The family's model, VAE and conditioning nodes (Flux-dev: ModelSamplingFlux at the size, FluxGuidance)."""
+    """The family's model, VAE and conditioning nodes (Flux-dev: ModelSamplingFlux at the size, FluxGuidance).
+
+    Families whose small diffusion model ComfyUI's detection accepts (SD3, Wan) are loaded from a file
+    by the real UNETLoader; the others come from the test node, built from the same ComfyUI classes.
+    """
     family = FAMILIES[name]
     nodes = [("family", "VRGTestFamilyModel", {"family": name, "seed": 0})]
     model, positive = L("family", 0), L("family", 2)
+    if family.loader:
+        nodes.append(("unet", "UNETLoader", {"unet_name": unet_file(name), "weight_dtype": "default"}))
+        model = L("unet")
     if name == "flux_dev":
         nodes += [("shift", "ModelSamplingFlux", {"model": model, "max_shift": 1.15, "base_shift": 0.5,
                                                   "width": SIZE, "height": SIZE}),
@@ -143,6 +155,12 @@ def profiled(family_server, comfy_here):
 
     def get(name: str) -> dict:
         if name not in done:
+            if FAMILIES[name].loader:
+                import families
+
+                folder = family_server.base / "models" / "diffusion_models"
+                folder.mkdir(parents=True, exist_ok=True)
+                families.save_diffusion_model(name, folder / unet_file(name))
             nodes, model, positive = model_nodes(name)
             nodes += image_latent_nodes(name) + [
                 ("profile", "VRGProfile", {"model": model, "latent": L("encode"), "grid_size": 8,

@@ -113,8 +113,23 @@ def stand_ins():
             "noise scale 1": lambda: flow(ScaledCONST, 1.0)}
 
 
+def search_defaults() -> dict:
+    """VRG Search Schedule's inputs at their schema defaults (its first option for a combo without one)."""
+    import sys
+
+    nodes = sys.modules["vrg_pack.nodes.search"]
+    out = {}
+    for item in nodes.VRGSearchSchedule.GET_SCHEMA().inputs:
+        default = getattr(item, "default", None)
+        if default is None and getattr(item, "options", None):
+            default = item.options[0]
+        if default is not None:
+            out[item.id] = default
+    return out
+
+
 def refused_everywhere(run, model, expected: str) -> str:
-    """Every VRG node that takes the MODEL refuses it at once with the same message; that message."""
+    """Every VRG node that takes the MODEL refuses it at once (before any model call) with the same message."""
     from vrg_pack.vrg_core.errors import VRGError
 
     table = run("VRGLoadErrorTable", name="bundled: demo_eps")[0]
@@ -125,6 +140,9 @@ def refused_everywhere(run, model, expected: str) -> str:
         "VRG Optimize Sigmas": lambda: run("VRGOptimizeSigmas", sigmas=torch.tensor([14.6, 1.0, 0.0]), table=table,
                                            gamma=0.0, start="fixed", method="exact", interpolation="loglog",
                                            model=model),
+        "VRG Search Schedule": lambda: run("VRGSearchSchedule", **{**search_defaults(), "model": model,
+                                                                  "table": "bundled: demo_eps", "latent": latent(),
+                                                                  "positive": families.conditioning("sd15", 0)}),
     }
     messages = set()
     for call in calls.values():

@@ -9,12 +9,17 @@ and steps are lowered; the graph is the template's):
   full-size CLIP-L and SD VAE classes. The real CheckpointLoaderSimple detects and loads it.
 * vrg_sdxl, vrg_flux_dev: ComfyUI's checkpoint detection accepts no small file for these (SDXL
   needs its 2.6 B-parameter transformer depth [0, 0, 2, 2, 10, 10] or an SDXL-class variant of
-  0.7 B+, plus CLIP-G; Flux fixes its 3072-wide blocks and needs T5-XXL, 4.7 B parameters), so the
-  loader and the text encoders are replaced by the test family node (`families.py`: ComfyUI's
-  SDXL / Flux classes, tiny) and everything after them is the template's graph as shipped.
+  0.5 B+, plus CLIP-G; Flux fixes its 3072-wide blocks and needs T5-XXL, 4.7 B parameters), so by
+  default the loader and the text encoders are replaced by the test family node (`families.py`:
+  ComfyUI's SDXL / Flux classes, tiny) and everything after them is the template's graph as shipped.
+* With VRG_LARGE_TESTS=1, vrg_sdxl also runs unchanged through CheckpointLoaderSimple: a 2.7 GB
+  checkpoint ComfyUI detects as KOALA_700M (its smallest SDXL-class config: model_base.SDXL,
+  SDXL's CLIP-L + CLIP-G, latent format and sampling), about a minute on 2 cores, 6 GB of memory.
 """
 
 from __future__ import annotations
+
+import os
 
 import numpy as np
 import pytest
@@ -56,35 +61,65 @@ def with_family_loader(nodes: list, family: str) -> list:
     return rewired
 
 
-def write_sd15_checkpoint(path) -> None:
-    """A small checkpoint ComfyUI detects as SD1.5, written by ComfyUI's own save_checkpoint."""
-    import comfy.model_management as mm
-    import comfy.model_patcher
+def sd_vae():
+    """The SD / SDXL VAE class at its real size (ComfyUI's detection fixes it), seeded random weights."""
     import comfy.sd
-    import comfy.sd1_clip
-    import comfy.supported_models
-    import comfy.supported_models_base
     from comfy.ldm.models.autoencoder import AutoencoderKL
 
     import families
 
-    unet = families._unet(768, channels=320)  # what SD1.5's detection matches on
-    unet.update({"channel_mult": [1], "num_res_blocks": [1], "transformer_depth": [1],
-                 "transformer_depth_output": [1, 1]})
-    config = comfy.supported_models.SD15(unet)
-    config.set_inference_dtype(torch.float32, None)
+    net = AutoencoderKL(ddconfig={"double_z": True, "z_channels": 4, "resolution": 256, "in_channels": 3,
+                                  "out_ch": 3, "ch": 128, "ch_mult": [1, 2, 4, 4], "num_res_blocks": 2,
+                                  "attn_resolutions": [], "dropout": 0.0}, embed_dim=4)
+    families.fill_weights(net, 1)
+    return comfy.sd.VAE(sd=net.state_dict())
+
+
+def write_checkpoint(path, config_class: str, unet: dict, tokenizer, clip_model, dtype=torch.float32) -> None:
+    """A checkpoint written by ComfyUI's own save_checkpoint: the config's UNet, a text encoder, the SD VAE."""
+    import comfy.model_management as mm
+    import comfy.model_patcher
+    import comfy.sd
+    import comfy.supported_models
+    import comfy.supported_models_base
+
+    import families
+
+    config = getattr(comfy.supported_models, config_class)(unet)
+    config.set_inference_dtype(dtype, None if dtype == torch.float32 else torch.float32)
     base = config.get_model({})
     families.fill_weights(base.diffusion_model, 0)
     model = comfy.model_patcher.ModelPatcher(base, load_device=mm.get_torch_device(),
                                              offload_device=mm.unet_offload_device())
-    clip = comfy.sd.CLIP(comfy.supported_models_base.ClipTarget(comfy.sd1_clip.SD1Tokenizer,
-                                                                comfy.sd1_clip.SD1ClipModel))
+    clip = comfy.sd.CLIP(comfy.supported_models_base.ClipTarget(tokenizer, clip_model))
     families.fill_weights(clip.cond_stage_model, 2)
-    vae_net = AutoencoderKL(ddconfig={"double_z": True, "z_channels": 4, "resolution": 256, "in_channels": 3,
-                                      "out_ch": 3, "ch": 128, "ch_mult": [1, 2, 4, 4], "num_res_blocks": 2,
-                                      "attn_resolutions": [], "dropout": 0.0}, embed_dim=4)  # the SD VAE's size
-    families.fill_weights(vae_net, 1)
-    comfy.sd.save_checkpoint(str(path), model, clip, comfy.sd.VAE(sd=vae_net.state_dict()))
+    comfy.sd.save_checkpoint(str(path), model, clip, sd_vae())
+
+
+def write_sd15_checkpoint(path) -> None:
+    """Detected as SD1.5: a one-level UNet of 320 channels and context 768 (what detection matches on), CLIP-L."""
+    import comfy.sd1_clip
+
+    import families
+
+    unet = families._unet(768, channels=320)
+    unet.update({"channel_mult": [1], "num_res_blocks": [1], "transformer_depth": [1],
+                 "transformer_depth_output": [1, 1]})
+    write_checkpoint(path, "SD15", unet, comfy.sd1_clip.SD1Tokenizer, comfy.sd1_clip.SD1ClipModel)
+
+
+def write_sdxl_class_checkpoint(path) -> None:
+    """Detected as KOALA_700M, the smallest SDXL-class config in ComfyUI (model_base.SDXL, SDXL's CLIP-L + CLIP-G,
+    latent format and sampling): 0.5 B UNet parameters in fp16, 0.8 B of text encoders."""
+    import comfy.sdxl_clip
+
+    import families
+
+    unet = families._unet(2048, adm=2816, linear=True, channels=320)
+    unet.update({"channel_mult": [1, 2, 4], "num_res_blocks": [1, 1, 1], "transformer_depth": [0, 2, 5],
+                 "transformer_depth_middle": -1, "transformer_depth_output": [0, 0, 1, 1, 1, 1]})
+    write_checkpoint(path, "KOALA_700M", unet, comfy.sdxl_clip.SDXLTokenizer, comfy.sdxl_clip.SDXLClipModel,
+                     torch.float16)
 
 
 @pytest.fixture(scope="module")
@@ -117,3 +152,20 @@ def test_sdxl_and_flux_templates_after_a_stand_in_loader(family_server, name, fa
     assert FAMILIES[family].kind == kind
     out = execute(family_server, with_family_loader(shrunk(name), family))
     check_template_run(out, kind, 4)
+
+
+@pytest.mark.skipif(os.environ.get("VRG_LARGE_TESTS") != "1",
+                    reason="writes a 2.7 GB SDXL-class checkpoint (1.3 B parameters); set VRG_LARGE_TESTS=1")
+def test_sdxl_template_through_the_real_checkpoint_loader(family_server, comfy):
+    """sd_xl_base_1.0.safetensors as an SDXL-class checkpoint ComfyUI detects (KOALA_700M): the template unchanged."""
+    torch.set_num_threads(1)
+    folder = family_server.base / "models" / "checkpoints"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / TEMPLATE_MODELS["sdxl"]
+    write_sdxl_class_checkpoint(path)
+    try:
+        out = execute(family_server, shrunk("vrg_sdxl"), timeout=1800)
+    finally:
+        path.unlink()
+    check_template_run(out, "eps", 4)
+    assert np.isclose(out["optimize"]["sigmas"][0], 14.6146, rtol=1e-4)
