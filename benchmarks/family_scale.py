@@ -108,7 +108,7 @@ def measure(what: str, label: str, batch: int) -> dict:
     """Run in a fresh process: the peak memory `what` (profile | search) adds at `label`'s latent size."""
     from vrg_core.bundle import load_bundled_table
     from vrg_core.parameterization import ModelKind, noise_level_grid
-    from vrg_core.search import MIN_SAMPLES, checks, search_grid_size
+    from vrg_core.search import MIN_SAMPLES, plan_for
 
     torch.set_num_threads(1)
     shape, kind = SHAPES[label], ModelKind(KINDS[label])
@@ -135,13 +135,15 @@ def measure(what: str, label: str, batch: int) -> dict:
         top = table.sigma_max
         base = (np.append(np.geomspace(top, table.sigma_min, steps), 0.0) if not kind.is_flow
                 else np.append(np.linspace(1.0, 1.0 / steps, steps), 0.0))
-        evaluations = MIN_SAMPLES * (search_grid_size(steps) + checks("euler") * steps)
+        plan = plan_for(0, steps, "euler")
+        evaluations = MIN_SAMPLES * (plan.grid + plan.checks * steps)
 
-        def noise(n):
-            start = torch.randn((n, *shape), generator=torch.Generator().manual_seed(0))
-            return start if kind.is_flow else start * float(base[0])
+        def start(n, sigma):
+            noise = torch.randn((n, *shape), generator=torch.Generator().manual_seed(0))
+            return noise * sigma if not kind.is_flow else noise
 
-        result = search_schedule(denoise, noise, base, table, "euler", evaluations, batch_size=batch)
+        result = search_schedule(denoise, start, base, "euler", kind, table.sigma_min, evaluations=evaluations,
+                                 batch_size=batch)
         held = result.samples
     peak = rss("VmHWM") - before
     return {"what": what, "label": label, "batch": batch, "elements": elements, "held": held,

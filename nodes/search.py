@@ -14,10 +14,11 @@ import folder_paths
 from comfy_api.v0_0_2 import io
 
 from ..vrg_core.errors import VRGError
+from ..vrg_core.memory import check_search_memory
 from ..vrg_core.plot import search_png
 from ..vrg_core.search import (
     DEFAULT_EVALUATIONS, DEFAULT_VARIANCE_WEIGHT, MAX_STEPS, METHOD, SAMPLERS, SearchCache, SearchResult,
-    cache_settings, samples_for, search_schedule,
+    cache_settings, plan_for, search_schedule,
 )
 from ..vrg_core.search.cache import table_digest
 from .candidates import host_candidates
@@ -38,7 +39,7 @@ def guided_search(model, positive, negative, cfg: float, latent: torch.Tensor, b
     The starting states are the KSampler's for an empty latent of `latent`'s size: the seed's
     noise (`prepare_noise`) scaled at σ by the model's own `noise_scaling`.
     """
-    count = samples_for(evaluations, len(base) - 1, sampler)
+    count = plan_for(evaluations, len(base) - 1, sampler).samples
     shape = (max(count, 1), *latent.shape[1:])
     bar = comfy.utils.ProgressBar(evaluations)
     found = {}
@@ -96,7 +97,8 @@ class VRGSearchSchedule(io.ComfyNode):
                 io.Int.Input("evaluations", default=DEFAULT_EVALUATIONS, min=100, max=100000, step=100,
                              tooltip="Model evaluations to spend (per sample); more give a steadier choice."),
                 io.Int.Input("batch_size", default=4, min=1, max=256,
-                             tooltip="Samples per model call; memory also holds up to 4 x 100 latents per sample."),
+                             tooltip="Samples per model call; memory also holds up to 4 x 40 latents per sample "
+                                     "(a batch too large for this machine is refused before any work)."),
                 io.Float.Input("cfg", default=1.0, min=0.0, max=100.0, step=0.1, round=0.01,
                                tooltip="Guidance scale you sample with. Not 1 needs a negative conditioning."),
                 io.Boolean.Input("use_cache", default=True,
@@ -144,6 +146,8 @@ class VRGSearchSchedule(io.ComfyNode):
         if result is None:
             size = latent["samples"].shape[2:]  # only the size is used: the search starts from noise
             empty = torch.zeros((1, model.get_model_object("latent_format").latent_channels, *size))
+            plan = plan_for(evaluations, steps, sampler_name)
+            check_search_memory(empty.shape, batch_size, plan.grid, plan.samples)
             result = guided_search(model, positive, negative, cfg, empty, base, sampler_name, seed,
                                    evaluations, variance_weight, batch_size, error_table, candidates)
             if use_cache:

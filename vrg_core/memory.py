@@ -87,10 +87,9 @@ def check_search_memory(shape: Sequence[int], batch_size: int, grid_points: int,
                         available: int | None = None) -> int:
     """Refuse a VRG+ search whose teacher would not fit in memory; the estimated bytes otherwise.
 
-    `shape`: the latent the search samples (its batch is ignored); `grid_points`: the teacher grid
-    (`search_grid_size`); `samples`: the teacher trajectories (`samples_for`). Not yet called by
-    VRG Search Schedule (its module is being restructured); the call belongs before its guided search:
-    `check_search_memory(empty.shape, batch_size, search_grid_size(steps), samples_for(evaluations, steps, sampler_name))`.
+    `shape`: the latent the search samples (its batch is ignored); `grid_points` and `samples`: the
+    teacher grid and trajectories of the search's plan (`vrg_core.search.plan_for`). VRG Search
+    Schedule calls it before any model call.
     """
     elements = latent_elements(shape)
     need = search_bytes(elements, batch_size, grid_points, samples)

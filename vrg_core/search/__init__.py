@@ -54,7 +54,7 @@ from .teacher import Teacher, check, run_teacher
 
 __all__ = ["SAMPLERS", "METHOD", "MAX_STEPS", "DEFAULT_EVALUATIONS", "DEFAULT_VARIANCE_WEIGHT", "DEFAULT_GRID",
            "SearchCache", "SearchResult", "Objective", "Teacher", "cache_settings", "search_schedule",
-           "samples_for", "run_teacher", "check", "sample", "step_coefficients", "step_errors", "best_path",
+           "plan_for", "run_teacher", "check", "sample", "step_coefficients", "step_errors", "best_path",
            "linearised_error", "refine", "response_curve", "propagated_variance", "error_survival"]
 
 METHOD = 3  # raised whenever the search changes, so a cached result of an older search is not reused
@@ -92,11 +92,6 @@ def plan_for(evaluations: int, steps: int, sampler: str, grid_size: int = DEFAUL
     refined = 0 if noise_free(sampler) != sampler else REFINED * ROUNDS
     checks = len(FIRST_CHECKS) + FULL_CHECKS + refined
     return Plan(evaluations // (grid + checks * steps), grid, steps, checks)
-
-
-def samples_for(evaluations: int, steps: int, sampler: str, grid_size: int = DEFAULT_GRID) -> int:
-    """Teacher noises a search of `evaluations` uses (the host draws that many starting states)."""
-    return plan_for(evaluations, steps, sampler, grid_size).samples
 
 
 class Budget:
