@@ -46,7 +46,7 @@ _ALPHA_BAR_FLOOR = 1e-12
 # The polish stops when a step gains less than this fraction of the loss.
 _POLISH_TOL = 1e-8
 # After the grid programme: passes of a finer grid around its path (± this many box widths, halved each pass).
-_ZOOM_ROUNDS, _ZOOM_PASSES, _ZOOM_POINTS, _ZOOM_RADIUS = 3, 2, 25, 2.0
+_ZOOM_ROUNDS, _ZOOM_PASSES, _ZOOM_POINTS, _ZOOM_RADIUS = 2, 2, 25, 2.0
 # Relative slack allowed between a schedule's levels and the table's measured range.
 _RANGE_SLACK = 0.01
 
@@ -474,11 +474,11 @@ def _zoom(p: _Problem, x: np.ndarray, hold_start: bool) -> np.ndarray:
 
 
 def _solve_exact(p: _Problem, hold_start: bool, slices: int) -> tuple[np.ndarray, str]:
-    """Exact-step programme for the global basin, Newton polish; with the start held, zoomed re-search."""
+    """Exact-step programme for the global basin, Newton polish, kink sweep (free start), zoomed re-search."""
     x = _polish(p, _vertex_programme(p, hold_start, slices), hold_start)
-    x = _polish(p, _sweep(p, x, hold_start), hold_start)
-    status = f"exact-step programme, {slices} slices a level + Newton polish"
-    return _zoom(p, x, hold_start), status + " + zoomed grid"
+    if not hold_start:  # with the start held the zoomed grid below also crosses the kinks
+        x = _polish(p, _sweep(p, x, hold_start), hold_start)
+    return _zoom(p, x, hold_start), f"exact-step programme, {slices} slices a level + Newton polish + zoomed grid"
 
 
 class _PaperReparam(torch.nn.Module):
