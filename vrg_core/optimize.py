@@ -43,6 +43,8 @@ METHODS: tuple[str, ...] = ("exact", "paper")
 _BOX_SHRINK = 1.0 - 1e-6
 # A flow model's σ = 1 has ᾱ = 0; it enters the problem as this ᾱ and is returned as given.
 _ALPHA_BAR_FLOOR = 1e-12
+# The kink sweep costs O(N²) a swept level: longer schedules skip it.
+_MAX_SWEPT = 250
 # The polish stops when a step gains less than this fraction of the loss.
 _POLISH_TOL = 1e-8
 # After the grid programme: passes of a finer grid around its path (± this many box widths, halved each pass).
@@ -476,7 +478,7 @@ def _zoom(p: _Problem, x: np.ndarray, hold_start: bool) -> np.ndarray:
 def _solve_exact(p: _Problem, hold_start: bool, slices: int) -> tuple[np.ndarray, str]:
     """Exact-step programme for the global basin, Newton polish, kink sweep (free start), zoomed re-search."""
     x = _polish(p, _vertex_programme(p, hold_start, slices), hold_start)
-    if not hold_start:  # with the start held the zoomed grid below also crosses the kinks
+    if not hold_start and len(x) <= _MAX_SWEPT:  # with the start held the zoomed grid below also crosses the kinks
         x = _polish(p, _sweep(p, x, hold_start), hold_start)
     return _zoom(p, x, hold_start), f"exact-step programme, {slices} slices a level + Newton polish + zoomed grid"
 
