@@ -260,6 +260,26 @@ def _sigma_derivatives(y: np.ndarray, kind) -> tuple[np.ndarray, np.ndarray, np.
     return r / q, r1 / q**2, r2 / q**2 - 2.0 * r1**2 / q**3
 
 
+def _interpolated(p: _Problem, y: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The table's interpolation (as ErrorTable.interpolate) at levels y with σ = s: abscissa q,
+    value v (w for "paper", log w for "loglog") and slope m in q (0 outside the table)."""
+    q = np.exp(y) if p.interp == "paper" else np.log(s)
+    i = np.clip(np.searchsorted(p.knots, q, side="right") - 1, 0, len(p.knots) - 2)
+    inside = (q >= p.knots[0]) & (q <= p.knots[-1])
+    m = np.where(inside, p.slopes[i], 0.0)
+    v = np.where(inside, p.values[i] + p.slopes[i] * (q - p.knots[i]), np.where(q < p.knots[0], p.values[0], p.values[-1]))
+    return q, v, m
+
+
+def _loss(p: _Problem, y: np.ndarray) -> float:
+    """The loss alone at levels y (the line search's trial points)."""
+    s = sigma_from_alpha_bar(np.exp(y), p.table.kind)
+    v = _interpolated(p, y, s)[1]
+    w = v if p.interp == "paper" else np.exp(v)
+    d = np.diff(s, prepend=p.end_sigma)
+    return float(np.sum(d * d * w)) + p.penalty * (float(np.exp(y[-1])) - p.start_alpha_bar) ** 2
+
+
 def _chain_terms(p: _Problem, y: np.ndarray, hessian: bool = True, pin: tuple[float, float] = (0.0, 0.0)):
     """Loss at levels y = log ᾱ (clean→noisy), its gradient in y and its tridiagonal Hessian.
 
@@ -269,13 +289,7 @@ def _chain_terms(p: _Problem, y: np.ndarray, hessian: bool = True, pin: tuple[fl
     the table's interpolation the derivatives are exact.
     """
     s, s1, s2 = _sigma_derivatives(y, p.table.kind)
-    # The table's interpolation (as ErrorTable.interpolate) with derivatives in y: w is linear
-    # in ᾱ = e^y within a piece ("paper") or a power of σ ("loglog").
-    q = np.exp(y) if p.interp == "paper" else np.log(s)
-    i = np.clip(np.searchsorted(p.knots, q, side="right") - 1, 0, len(p.knots) - 2)
-    inside = (q >= p.knots[0]) & (q <= p.knots[-1])
-    m = np.where(inside, p.slopes[i], 0.0)
-    v = np.where(inside, p.values[i] + p.slopes[i] * (q - p.knots[i]), np.where(q < p.knots[0], p.values[0], p.values[-1]))
+    q, v, m = _interpolated(p, y, s)
     if p.interp == "paper":
         w = v
         w1 = w2 = m * q
@@ -393,15 +407,15 @@ def _polish(p: _Problem, x: np.ndarray, hold_start: bool, iterations: int = 200)
         step = np.diff(np.append(0.0, dy))
         move = ~active
         t = 1.0
-        for _ in range(20):
+        for _ in range(12):
             xn = x.copy()  # the active levels stay; the moving ones are projected (with the held sum)
             xn[move] = _project(x[move] + t * step[move], lo[move], hi[move],
                                 None if total is None else total - float(x[~move].sum()))
             yn = p.log_ab_end + np.cumsum(xn)
-            fn = _chain_terms(p, yn, hessian=False)[0]
+            fn = _loss(p, yn)
             if fn < f and fn <= f + 1e-4 * min(0.0, float(gx @ (xn - x))):
                 break
-            t *= 0.5
+            t *= 0.3
         else:
             break
         damping = damping * 0.1 if t == 1.0 else max(1e-12, damping * 4.0)
