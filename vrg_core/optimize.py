@@ -13,8 +13,9 @@ Methods:
 * ``exact``: the loss is a chain of pairwise terms and the box constrains consecutive pairs,
   so a dynamic programme over paths of exact steps (each α_j at a bound or between) finds
   the global basin; a projected Newton method on the chain (tridiagonal Hessian, analytic
-  within each piece of the table's interpolation) polishes it; with the start held, a finer
-  grid programme around the result and another polish follow. Deterministic, milliseconds.
+  within each piece of the table's interpolation) polishes it; a sweep across the
+  interpolation's kinks (free start) and a finer grid programme around the result, each
+  followed by the polish, finish it. Deterministic, milliseconds.
 * ``paper``: the official reparameterisation (a 1000→2000→2000→N linear network whose
   tanh output scales the box) trained by SGD with momentum — for reproduction only.
 """
@@ -47,7 +48,7 @@ _ALPHA_BAR_FLOOR = 1e-12
 _MAX_SWEPT = 250
 # The polish stops when a step gains less than this fraction of the loss.
 _POLISH_TOL = 1e-8
-# After the grid programme: passes of a finer grid around its path (± this many box widths, halved each pass).
+# Zoomed grid programmes: rounds of passes within ± this many of the widest box (in log ᾱ) around the path, halved each pass.
 _ZOOM_ROUNDS, _ZOOM_PASSES, _ZOOM_POINTS, _ZOOM_RADIUS = 2, 2, 25, 2.0
 # Relative slack allowed between a schedule's levels and the table's measured range.
 _RANGE_SLACK = 0.01
