@@ -64,10 +64,13 @@ def test_official_trajectory_generator_matches_the_reference_file(reference):
 
 @pytest.mark.parametrize(
     "spacing, steps, start",
-    [("time_quadratic", 10, "paper"), ("time_uniform", 5, "fixed"), ("logSNR", 10, "fixed"), ("logSNR", 50, "paper")],
+    [("time_quadratic", 10, "paper"), ("logSNR", 10, "fixed"), ("logSNR", 50, "paper"), ("logSNR", 100, "paper")],
 )
 def test_exact_reaches_an_independent_global_optimum(official, spacing, steps, start):
-    """Within 0.1 % of the best of SLSQP (from the base, a fine grid programme and random starts) written apart."""
+    """Within 0.1 % of the best of SLSQP (from the base, a fine grid programme and random starts) written apart.
+
+    The previous exact (grid programme, no polish beyond 50 steps) fails the 100-step case by 1.1 %.
+    """
     from benchmarks.official import official_trajectory
     from benchmarks.optimality import GAMMA, LAM, Loss, reference_loss
 

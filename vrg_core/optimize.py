@@ -13,8 +13,9 @@ Methods:
 * ``exact``: the loss is a chain of pairwise terms and the box constrains consecutive pairs,
   so a dynamic programme over paths of exact steps (each α_j at a bound or between) finds
   the global basin; a projected Newton method on the chain (tridiagonal Hessian, analytic
-  within each piece of the table's interpolation) polishes it; with the start held, a finer
-  grid programme around the result and another polish follow. Deterministic, milliseconds.
+  within each piece of the table's interpolation) polishes it; a sweep across the
+  interpolation's kinks (free start) and a finer grid programme around the result, each
+  followed by the polish, finish it. Deterministic, milliseconds.
 * ``paper``: the official reparameterisation (a 1000→2000→2000→N linear network whose
   tanh output scales the box) trained by SGD with momentum — for reproduction only.
 """
@@ -43,10 +44,12 @@ METHODS: tuple[str, ...] = ("exact", "paper")
 _BOX_SHRINK = 1.0 - 1e-6
 # A flow model's σ = 1 has ᾱ = 0; it enters the problem as this ᾱ and is returned as given.
 _ALPHA_BAR_FLOOR = 1e-12
+# The kink sweep costs O(N²) a swept level: longer schedules skip it.
+_MAX_SWEPT = 250
 # The polish stops when a step gains less than this fraction of the loss.
 _POLISH_TOL = 1e-8
-# After the grid programme: passes of a finer grid around its path (± this many box widths, halved each pass).
-_ZOOM_ROUNDS, _ZOOM_PASSES, _ZOOM_POINTS, _ZOOM_RADIUS = 3, 2, 25, 2.0
+# Zoomed grid programmes: rounds of passes within ± this many of the widest box (in log ᾱ) around the path, halved each pass.
+_ZOOM_ROUNDS, _ZOOM_PASSES, _ZOOM_POINTS, _ZOOM_RADIUS = 2, 2, 25, 2.0
 # Relative slack allowed between a schedule's levels and the table's measured range.
 _RANGE_SLACK = 0.01
 
@@ -258,6 +261,26 @@ def _sigma_derivatives(y: np.ndarray, kind) -> tuple[np.ndarray, np.ndarray, np.
     return r / q, r1 / q**2, r2 / q**2 - 2.0 * r1**2 / q**3
 
 
+def _interpolated(p: _Problem, y: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The table's interpolation (as ErrorTable.interpolate) at levels y with σ = s: abscissa q,
+    value v (w for "paper", log w for "loglog") and slope m in q (0 outside the table)."""
+    q = np.exp(y) if p.interp == "paper" else np.log(s)
+    i = np.clip(np.searchsorted(p.knots, q, side="right") - 1, 0, len(p.knots) - 2)
+    inside = (q >= p.knots[0]) & (q <= p.knots[-1])
+    m = np.where(inside, p.slopes[i], 0.0)
+    v = np.where(inside, p.values[i] + p.slopes[i] * (q - p.knots[i]), np.where(q < p.knots[0], p.values[0], p.values[-1]))
+    return q, v, m
+
+
+def _loss(p: _Problem, y: np.ndarray) -> float:
+    """The loss alone at levels y (the line search's trial points)."""
+    s = sigma_from_alpha_bar(np.exp(y), p.table.kind)
+    v = _interpolated(p, y, s)[1]
+    w = v if p.interp == "paper" else np.exp(v)
+    d = np.diff(s, prepend=p.end_sigma)
+    return float(np.sum(d * d * w)) + p.penalty * (float(np.exp(y[-1])) - p.start_alpha_bar) ** 2
+
+
 def _chain_terms(p: _Problem, y: np.ndarray, hessian: bool = True, pin: tuple[float, float] = (0.0, 0.0)):
     """Loss at levels y = log ᾱ (clean→noisy), its gradient in y and its tridiagonal Hessian.
 
@@ -267,13 +290,7 @@ def _chain_terms(p: _Problem, y: np.ndarray, hessian: bool = True, pin: tuple[fl
     the table's interpolation the derivatives are exact.
     """
     s, s1, s2 = _sigma_derivatives(y, p.table.kind)
-    # The table's interpolation (as ErrorTable.interpolate) with derivatives in y: w is linear
-    # in ᾱ = e^y within a piece ("paper") or a power of σ ("loglog").
-    q = np.exp(y) if p.interp == "paper" else np.log(s)
-    i = np.clip(np.searchsorted(p.knots, q, side="right") - 1, 0, len(p.knots) - 2)
-    inside = (q >= p.knots[0]) & (q <= p.knots[-1])
-    m = np.where(inside, p.slopes[i], 0.0)
-    v = np.where(inside, p.values[i] + p.slopes[i] * (q - p.knots[i]), np.where(q < p.knots[0], p.values[0], p.values[-1]))
+    q, v, m = _interpolated(p, y, s)
     if p.interp == "paper":
         w = v
         w1 = w2 = m * q
@@ -391,15 +408,15 @@ def _polish(p: _Problem, x: np.ndarray, hold_start: bool, iterations: int = 200)
         step = np.diff(np.append(0.0, dy))
         move = ~active
         t = 1.0
-        for _ in range(20):
+        for _ in range(12):
             xn = x.copy()  # the active levels stay; the moving ones are projected (with the held sum)
             xn[move] = _project(x[move] + t * step[move], lo[move], hi[move],
                                 None if total is None else total - float(x[~move].sum()))
             yn = p.log_ab_end + np.cumsum(xn)
-            fn = _chain_terms(p, yn, hessian=False)[0]
+            fn = _loss(p, yn)
             if fn < f and fn <= f + 1e-4 * min(0.0, float(gx @ (xn - x))):
                 break
-            t *= 0.5
+            t *= 0.3
         else:
             break
         damping = damping * 0.1 if t == 1.0 else max(1e-12, damping * 4.0)
@@ -474,11 +491,11 @@ def _zoom(p: _Problem, x: np.ndarray, hold_start: bool) -> np.ndarray:
 
 
 def _solve_exact(p: _Problem, hold_start: bool, slices: int) -> tuple[np.ndarray, str]:
-    """Exact-step programme for the global basin, Newton polish; with the start held, zoomed re-search."""
+    """Exact-step programme for the global basin, Newton polish, kink sweep (free start), zoomed re-search."""
     x = _polish(p, _vertex_programme(p, hold_start, slices), hold_start)
-    x = _polish(p, _sweep(p, x, hold_start), hold_start)
-    status = f"exact-step programme, {slices} slices a level + Newton polish"
-    return _zoom(p, x, hold_start), status + " + zoomed grid"
+    if not hold_start and len(x) <= _MAX_SWEPT:  # with the start held the zoomed grid below also crosses the kinks
+        x = _polish(p, _sweep(p, x, hold_start), hold_start)
+    return _zoom(p, x, hold_start), f"exact-step programme, {slices} slices a level + Newton polish + zoomed grid"
 
 
 class _PaperReparam(torch.nn.Module):

@@ -83,6 +83,7 @@ def test_profile_runs_through_the_host_sampling_path(run, name):
     assert table.sigma_max == pytest.approx(float(ms.sigma_max)) and table.count.sum() == 48
     assert len(sigmas_seen) == 3 and all(len(torch.unique(s)) > 1 for s in sigmas_seen)
     assert out[1].shape[-1] == 3 and out.ui["images"] and "12 levels" in out.ui["text"][0]
+    assert "schedule regret (estimate from the standard errors" in out.ui["text"][0]
     again = run("VRGProfile", **inputs)[0]
     assert np.array_equal(again.sum_mse, table.sum_mse)
 
