@@ -10,9 +10,8 @@ import logging
 
 import numpy as np
 
-import comfy.samplers
-
 from .host import model_kind
+from .samplers import ksampler_sigmas
 from .scheduler import base_scheduler_names
 
 # (name, module in comfy_extras, node class, arguments before steps) per noise process
@@ -34,12 +33,13 @@ def shipped_table(module: str, node: str, arguments: tuple, steps: int):
     return (out.result if hasattr(out, "result") else out)[0]
 
 
-def host_candidates(model_sampling, steps: int) -> tuple[dict[str, np.ndarray], list[str]]:
-    """{name: σ descending} for every scheduler and fitting shipped table, and a note per one that failed."""
+def host_candidates(model_sampling, steps: int, sampler_name: str) -> tuple[dict[str, np.ndarray], list[str]]:
+    """{name: σ descending} for every scheduler (as the KSampler hands them to `sampler_name`) and fitting
+    shipped table, and a note per one that failed."""
     out, failed = {}, []
     for name in base_scheduler_names():
         try:
-            out[name] = comfy.samplers.calculate_sigmas(model_sampling, name, steps).double().cpu().numpy()
+            out[name] = ksampler_sigmas(model_sampling, name, steps, sampler_name).double().cpu().numpy()
         except Exception as e:  # another pack's scheduler may fail on this model; the search goes on without it
             failed.append(f"{name} ({type(e).__name__})")
     process = "flow" if model_kind(model_sampling).is_flow else "eps"

@@ -35,7 +35,8 @@ class Settings:
     base_scheduler: str
     gamma: float | str
     start: str
-    searched: dict[int, torch.Tensor] = dataclasses.field(default_factory=dict)  # steps -> VRG+ sigmas
+    searched: dict[int, torch.Tensor] = dataclasses.field(default_factory=dict)  # steps asked -> VRG+ sigmas
+    searched_for: str = ""  # what they were searched for, e.g. "uni_pc, 8 steps, cfg 1"
 
 
 def base_scheduler_names() -> list[str]:
@@ -52,9 +53,9 @@ def vrg_scheduler(model_sampling, steps: int) -> torch.Tensor:
         logging.info("[VRG] vrg scheduler: the VRG+ searched %d-step schedule", steps)
         return settings.searched[steps]
     if settings.table is None:
-        searched = ", ".join(map(str, sorted(settings.searched)))
-        raise VRGError(f"the 'vrg' scheduler has a VRG+ schedule for {searched} steps only, and this sampler asks for "
-                       f"{steps}: set the steps to {searched}, or search again at {steps} steps")
+        raise VRGError(f"the 'vrg' scheduler has only the VRG+ schedule searched for {settings.searched_for}, and this "
+                       f"sampler asks it for {steps} steps: sample with that sampler and step count, or search "
+                       "again for this one")
     base = comfy.samplers.calculate_sigmas(model_sampling, settings.base_scheduler, steps)
     result = optimize_sigmas(base, settings.table, gamma=settings.gamma, start=settings.start)
     logging.info("[VRG] vrg scheduler (%s, %d steps): CPE %.6g -> %.6g", settings.base_scheduler, steps,

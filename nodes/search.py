@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from ..vrg_core.errors import VRGError
 from ..vrg_core.memory import check_search_memory
 from ..vrg_core.plot import search_png
 from ..vrg_core.search import (
-    DEFAULT_EVALUATIONS, DEFAULT_VARIANCE_WEIGHT, MAX_STEPS, METHOD, SAMPLERS, SearchCache, SearchResult,
+    DEFAULT_EVALUATIONS, DEFAULT_VARIANCE_WEIGHT, MAX_STEPS, METHOD, Sampler, SearchCache, SearchResult,
     cache_settings, plan_for, search_schedule,
 )
 from ..vrg_core.search.cache import table_digest
@@ -25,19 +26,21 @@ from .candidates import host_candidates
 from .common import CATEGORY, check_choice, png_to_image, report, stop_if_cancelled
 from .host import fingerprint, model_kind, table_warnings
 from .profile import UNCONDITIONAL
+from .samplers import comfy_sampler, covered_samplers, ksampler_sigmas, scheduler_output
 from .scheduler import Settings, base_scheduler_names, with_settings
 from .tables import FOLDER, load_choice, table_choices
 
 NO_TABLE = "none"
 
 
-def guided_search(model, positive, negative, cfg: float, latent: torch.Tensor, base: torch.Tensor, sampler: str,
+def guided_search(model, positive, negative, cfg: float, latent: torch.Tensor, base: torch.Tensor, sampler: Sampler,
                   seed: int, evaluations: int, variance_weight: float, batch_size: int, table,
                   candidates: dict) -> SearchResult:
     """Run `search_schedule` inside `CFGGuider.sample`, so patches, LoRAs and CFG apply as when sampling.
 
     The starting states are the KSampler's for an empty latent of `latent`'s size: the seed's
-    noise (`prepare_noise`) scaled at σ by the model's own `noise_scaling`.
+    noise (`prepare_noise`) scaled at σ by the model's own `noise_scaling`. The sampler's function
+    sees the guider as `model.inner_model`, as when ComfyUI samples.
     """
     count = plan_for(evaluations, len(base) - 1, sampler).samples
     shape = (max(count, 1), *latent.shape[1:])
@@ -57,7 +60,7 @@ def guided_search(model, positive, negative, cfg: float, latent: torch.Tensor, b
 
         found["result"] = search_schedule(
             lambda x, s, i: model_k(x.to(device), s.to(device), **extra_args).float().cpu(),
-            start, base, sampler, model_kind(ms), float(ms.sigma_min), table=table, candidates=candidates,
+            start, base, dataclasses.replace(sampler, host=model_k.inner_model), model_kind(ms), float(ms.sigma_min), table=table, candidates=candidates,
             evaluations=evaluations, variance_weight=variance_weight, batch_size=batch_size,
             progress=lambda done, total: bar.update_absolute(done, total), should_stop=stop_if_cancelled)
         return noise
@@ -86,8 +89,10 @@ class VRGSearchSchedule(io.ComfyNode):
                 io.Model.Input("model", tooltip="The model to sample with, LoRAs and patches applied."),
                 io.Latent.Input("latent", tooltip="An Empty Latent Image of the size you generate (its batch is "
                                                   "ignored)."),
-                io.Combo.Input("sampler_name", options=list(SAMPLERS), default="euler",
-                               tooltip="The sampler the schedule is searched for; use the same in the KSampler."),
+                io.Combo.Input("sampler_name", options=covered_samplers(), default="euler",
+                               tooltip="The sampler the schedule is searched for; use the same in the KSampler. "
+                                       "Stochastic ones (ancestral, SDE, LCM) are searched on their noise-free "
+                                       "part, *_cfg_pp ones as their base sampler."),
                 io.Combo.Input("scheduler", options=base_scheduler_names(), default="karras",
                                tooltip="The base schedule: its first sigma is where every searched schedule "
                                        "starts. It and every other scheduler are candidates the search must beat."),
@@ -125,7 +130,7 @@ class VRGSearchSchedule(io.ComfyNode):
     def execute(cls, model, latent, sampler_name, scheduler, steps, seed, evaluations, batch_size, cfg, use_cache,
                 table=NO_TABLE, variance_weight=DEFAULT_VARIANCE_WEIGHT, positive=None,
                 negative=None) -> io.NodeOutput:
-        check_choice("sampler_name", sampler_name, SAMPLERS)
+        check_choice("sampler_name", sampler_name, covered_samplers())
         check_choice("scheduler", scheduler, base_scheduler_names())
         if cfg != 1.0 and negative is None:
             raise VRGError(f"cfg {cfg:g} mixes in the negative conditioning: connect one, or set cfg to 1")
@@ -135,8 +140,9 @@ class VRGSearchSchedule(io.ComfyNode):
         warnings = [] if error_table is None else table_warnings(error_table, model)
         ms = model.get_model_object("model_sampling")
         model_kind(ms)  # refuses a model VRG does not support before any work
-        base = comfy.samplers.calculate_sigmas(ms, scheduler, steps).float()
-        candidates, failed = host_candidates(ms, steps)
+        base = ksampler_sigmas(ms, scheduler, steps, sampler_name).float()
+        candidates, failed = host_candidates(ms, steps, sampler_name)
+        sampler = comfy_sampler(sampler_name)
         settings = cache_settings(METHOD, base.double().numpy(), candidates, sampler_name, fingerprint(model),
                                   table_digest(error_table), evaluations, variance_weight, seed, cfg)
         cache = SearchCache(Path(folder_paths.get_folder_paths(FOLDER)[0]))
@@ -146,15 +152,18 @@ class VRGSearchSchedule(io.ComfyNode):
         if result is None:
             size = latent["samples"].shape[2:]  # only the size is used: the search starts from noise
             empty = torch.zeros((1, model.get_model_object("latent_format").latent_channels, *size))
-            plan = plan_for(evaluations, steps, sampler_name)
+            plan = plan_for(evaluations, steps, sampler)
             check_search_memory(empty.shape, batch_size, plan.grid, plan.samples)
-            result = guided_search(model, positive, negative, cfg, empty, base, sampler_name, seed,
+            result = guided_search(model, positive, negative, cfg, empty, base, sampler, seed,
                                    evaluations, variance_weight, batch_size, error_table, candidates)
             if use_cache:
                 cache.store(result, settings)
         warnings += cache.warnings
         sigmas = torch.tensor(result.sigmas, dtype=torch.float32)
-        patched = with_settings(model, Settings(error_table, scheduler, "auto", "fixed", {steps: sigmas}))
+        asked, returned = scheduler_output(sigmas, sampler_name)
+        searched_for = f"{sampler_name}, {steps} steps, cfg {cfg:g}"
+        patched = with_settings(model, Settings(error_table, scheduler, "auto", "fixed", {asked: returned},
+                                                searched_for))
         o = result.objectives
         rival = min((k for k in o if not k.startswith(("dp@", "refined"))), key=lambda k: o[k].total)
         cost = "cached" if cached else f"{result.evaluations} evaluations"

@@ -73,15 +73,15 @@ def test_search_node_caches_and_feeds_the_vrg_scheduler(run, inputs, comfy):
         seen.append(s.detach().cpu().clone())
         return original(model, x, s, *args, **kwargs)
 
-    k_sampling.sample_dpmpp_2m = recording
+    with_table = run("VRGSearchSchedule", **{**inputs, "table": "bundled: demo_eps", "variance_weight": 1.0})
+    assert "vrg" in with_table.ui["candidates"]
+    k_sampling.sample_dpmpp_2m = recording  # the search samples with it too: recorded only from here
     try:
         nodes.KSampler().sample(patched, 0, 5, 1.0, "dpmpp_2m", "vrg", inputs["positive"], inputs["positive"],
                                 empty_latent(), denoise=1.0)
-        with pytest.raises(VRGError, match="5 steps only"):  # no table: no VRG schedule at another step count
+        with pytest.raises(VRGError, match="searched for dpmpp_2m, 5 steps, cfg 1"):  # no table: only that
             nodes.KSampler().sample(patched, 0, 6, 1.0, "dpmpp_2m", "vrg", inputs["positive"], inputs["positive"],
                                     empty_latent(), denoise=1.0)
-        with_table = run("VRGSearchSchedule", **{**inputs, "table": "bundled: demo_eps", "variance_weight": 1.0})
-        assert "vrg" in with_table.ui["candidates"]
         nodes.KSampler().sample(with_table[1], 0, 6, 1.0, "dpmpp_2m", "vrg", inputs["positive"], inputs["positive"],
                                 empty_latent(), denoise=1.0)
     finally:
@@ -95,7 +95,7 @@ def test_search_node_refuses_bad_input_and_cancels_cleanly(run, inputs, comfy, m
 
     from vrg_pack.vrg_core.errors import VRGError
 
-    for override, message in (({"sampler_name": "heun"}, "not one of the choices"),
+    for override, message in (({"sampler_name": "dpm_adaptive"}, "not one of the choices"),
                               ({"scheduler": "nope"}, "not one of the choices"),
                               ({"cfg": 3.0}, "negative conditioning"),
                               ({"evaluations": 100}, "too few"),

@@ -20,8 +20,10 @@ the user's model and returns the schedule whose samples come closest to the conv
    search's own noise, than any schedule it measured.
 
 With an error table and `variance_weight` > 0, VRG's prediction-error term (propagated to the
-final sample) is added to every measure. Stochastic samplers are searched and checked on their
-noise-free part (`coefficients.noise_free`) and not refined.
+final sample) is added to every measure. The sampler (`samplers.Sampler`) is the host's own
+sampler function: every check samples with it and the refinement runs it on the teacher's
+vectors; only the dynamic programme proposes paths with a simpler step (`Sampler.proxy`).
+Stochastic samplers are searched and checked on their noise-free part (eta 0) and not refined.
 
 The model is seen only as `denoise(x, sigma, index) -> D`: `index` are the sample numbers
 0..B−1, so a host can pick per-sample conditioning. `start(count, sigma)` gives the first
@@ -45,19 +47,20 @@ from ..optimize import optimize_sigmas
 from ..parameterization import ModelKind, noise_level_grid
 from ..profile import Denoise
 from .cache import SearchCache, cache_settings
-from .coefficients import SAMPLERS, noise_free, sample, step_coefficients
+from .coefficients import step_coefficients
 from .path import best_path, step_errors
 from .refine import linearised_error, refine, response_curve
 from .result import Objective, SearchResult
+from .samplers import SAMPLERS, Sampler, as_sampler, sample
 from .survival import error_survival, propagated_variance
 from .teacher import Teacher, check, run_teacher
 
-__all__ = ["SAMPLERS", "METHOD", "MAX_STEPS", "DEFAULT_EVALUATIONS", "DEFAULT_VARIANCE_WEIGHT", "DEFAULT_GRID",
+__all__ = ["SAMPLERS", "Sampler", "as_sampler", "METHOD", "MAX_STEPS", "DEFAULT_EVALUATIONS", "DEFAULT_VARIANCE_WEIGHT", "DEFAULT_GRID",
            "SearchCache", "SearchResult", "Objective", "Teacher", "cache_settings", "search_schedule",
            "plan_for", "run_teacher", "check", "sample", "step_coefficients", "step_errors", "best_path",
            "linearised_error", "refine", "response_curve", "propagated_variance", "error_survival"]
 
-METHOD = 3  # raised whenever the search changes, so a cached result of an older search is not reused
+METHOD = 4  # raised whenever the search changes, so a cached result of an older search is not reused
 MAX_STEPS = 50
 DEFAULT_EVALUATIONS = 2000
 DEFAULT_GRID = 40
@@ -74,24 +77,26 @@ ROUNDS = 2  # refinements of each, the response measured again in between
 
 @dataclasses.dataclass(frozen=True)
 class Plan:
-    """How the budget is spent: `samples` teacher noises, `grid` points, `checks` sampled schedules of `steps`."""
+    """How the budget is spent: `samples` teacher noises, `grid` points, `checks` sampled schedules of `calls` model calls."""
 
     samples: int
     grid: int
-    steps: int
+    calls: int
     checks: int
 
     @property
     def evaluations(self) -> int:
-        return self.samples * (self.grid + self.checks * self.steps)
+        return self.samples * (self.grid + self.checks * self.calls)
 
 
-def plan_for(evaluations: int, steps: int, sampler: str, grid_size: int = DEFAULT_GRID) -> Plan:
+def plan_for(evaluations: int, steps: int, sampler: str | Sampler, grid_size: int = DEFAULT_GRID) -> Plan:
     """The largest plan within `evaluations` (per sample, summed over samples); the grid has ≥ 2 points a step."""
+    sampler = as_sampler(sampler)
     grid = max(grid_size, 2 * steps)
-    refined = 0 if noise_free(sampler) != sampler else REFINED * ROUNDS
+    refined = 0 if sampler.stochastic else REFINED * ROUNDS
     checks = len(FIRST_CHECKS) + FULL_CHECKS + refined
-    return Plan(evaluations // (grid + checks * steps), grid, steps, checks)
+    calls = steps * sampler.calls_per_step
+    return Plan(evaluations // (grid + checks * calls), grid, calls, checks)
 
 
 class Budget:
@@ -123,7 +128,7 @@ def search_schedule(
     denoise: Denoise,
     start: Callable[[int, float], torch.Tensor],
     base_sigmas,
-    sampler: str,
+    sampler: str | Sampler,
     kind: ModelKind,
     sigma_min: float,
     *,
@@ -138,6 +143,8 @@ def search_schedule(
 ) -> SearchResult:
     """Search a `len(base_sigmas) − 1`-step schedule for `sampler` on the model behind `denoise`.
 
+    `sampler` — a `Sampler` (the host's function), or the name of one of vrg_core's own (`SAMPLERS`).
+
     `base_sigmas` — the host's base schedule (descending, ending at 0); its σ_0 is held and the
     teacher's grid runs from it down to `sigma_min` (the model's least σ). `candidates` — other
     schedules of the same length to beat (the host's schedulers and shipped tables); one that does
@@ -149,7 +156,7 @@ def search_schedule(
     """
     base = as_schedule(base_sigmas, "base sigmas")
     steps, sigma0 = len(base) - 1, float(base[0])
-    deterministic = noise_free(sampler)
+    sampler = as_sampler(sampler)
     if base[-1] != 0:
         raise VRGError("the base schedule must end at sigma 0 (a full denoise); give a scheduler's whole output")
     if steps < 2:
@@ -170,7 +177,7 @@ def search_schedule(
     plan = plan_for(evaluations, steps, sampler, grid_size)
     if plan.samples < MIN_SAMPLES:
         raise VRGError(f"{evaluations} evaluations are too few for {steps} steps; allow at least "
-                       f"{MIN_SAMPLES * (plan.grid + plan.checks * steps)}")
+                       f"{MIN_SAMPLES * (plan.grid + plan.checks * plan.calls)}")
     pool = {"base": base}
     if table is not None:
         pool["vrg"] = optimize_sigmas(base, table, start="fixed").sigmas  # also refuses a base outside the table
@@ -193,7 +200,7 @@ def search_schedule(
     data_variance = float(teacher.final.var(dim=0).mean())
     sig = np.append(grid, 0.0)
     survival = error_survival(sig, kind, data_variance)
-    local = step_errors(teacher, deterministic)
+    local = step_errors(teacher, sampler.proxy)
     if table is not None and variance_weight > 0:
         w, _ = table.interpolate(grid)
         local = local + variance_weight * np.subtract.outer(grid, sig) ** 2 * w[:, None] * survival
@@ -214,7 +221,7 @@ def search_schedule(
         if float(sigmas[0]) not in starts:
             starts[float(sigmas[0])] = start(plan.samples, float(sigmas[0]))
         tick = time.perf_counter()
-        error, response = check(denoise, teacher, sigmas, deterministic, starts[float(sigmas[0])], batch_size,
+        error, response = check(denoise, teacher, sigmas, sampler, starts[float(sigmas[0])], batch_size,
                                 budget.spend)
         model_seconds += time.perf_counter() - tick
         rows.append(response)
@@ -222,7 +229,7 @@ def search_schedule(
 
     def predicted(name: str, response: np.ndarray) -> float:
         sigmas = pool[name]
-        return (linearised_error(sigmas, teacher, deterministic, response)
+        return (linearised_error(sigmas, teacher, sampler, response)
                 + propagated_variance(sigmas, table, data_variance, variance_weight))
 
     for name in FIRST_CHECKS:
@@ -234,7 +241,7 @@ def search_schedule(
     for name in sorted((k for k in screened if k not in objectives), key=screened.get)[:FULL_CHECKS]:
         measure(name)
 
-    if deterministic == sampler:
+    if not sampler.stochastic:
         leaders = distinct_best(objectives, pool, REFINED)
         for round_ in range(1, ROUNDS + 1):
             tick = time.perf_counter()
@@ -242,7 +249,7 @@ def search_schedule(
             refined = {}
             for origin in leaders:
                 name = f"refined{round_}:{origin.split(':')[-1]}"
-                pool[name] = refine(pool[origin], teacher, deterministic, response, table, data_variance,
+                pool[name] = refine(pool[origin], teacher, sampler, response, table, data_variance,
                                     variance_weight)
                 refined[name] = pool[name]
             search_seconds += time.perf_counter() - tick
@@ -252,7 +259,7 @@ def search_schedule(
     if progress is not None:
         progress(plan.evaluations, plan.evaluations)  # fewer evaluations than planned when candidates coincide
     chosen = min(objectives, key=lambda k: objectives[k].total)
-    return SearchResult(pool[chosen], sampler, steps, chosen, objectives, screened, pool, budget.done, plan.samples,
+    return SearchResult(pool[chosen], sampler.name, steps, chosen, objectives, screened, pool, budget.done, plan.samples,
                         plan.grid, float(variance_weight), model_seconds, search_seconds)
 
 

@@ -14,8 +14,8 @@ from .coefficients import step_coefficients
 from .teacher import Teacher
 
 
-def step_errors(teacher: Teacher, sampler: str) -> np.ndarray:
-    """E[p, a, b]: squared error per dimension of one step a → b after p, against the teacher's state at b.
+def step_errors(teacher: Teacher, proxy: str) -> np.ndarray:
+    """E[p, a, b]: squared error per dimension of one `proxy` step a → b after p, against the teacher's state at b.
 
     Indices are grid points 0..G−1; p = G means "no previous step" (allowed only at a = 0)
     and b = G means σ = 0. Entries breaking p < a < b are +inf.
@@ -25,7 +25,7 @@ def step_errors(teacher: Teacher, sampler: str) -> np.ndarray:
     p, a, b = np.meshgrid(np.arange(G + 1), np.arange(G), np.arange(G + 1), indexing="ij")
     valid = (a < b) & ((p < a) | ((p == G) & (a == 0)))
     prev_sigma = np.where(p < G, sig[np.minimum(p, G - 1)], np.nan)
-    c_x, c_d, c_old = step_coefficients(sampler, prev_sigma, sig[a], sig[b])
+    c_x, c_d, c_old = step_coefficients(proxy, prev_sigma, sig[a], sig[b])
     # vector indices: X_m -> m, D_m -> G + m; target X_b, or the teacher's final sample D_{G-1} at b = G
     ix, id_, iold = a, G + a, G + np.minimum(p, G - 1)
     it = np.where(b < G, np.minimum(b, G - 1), 2 * G - 1)

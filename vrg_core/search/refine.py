@@ -9,10 +9,11 @@ an error made early is carried to the end as the model carries it.
 from __future__ import annotations
 
 import numpy as np
+import torch
 from scipy.optimize import minimize
 
 from ..error_table import ErrorTable
-from .coefficients import step_coefficients
+from .samplers import Sampler
 from .survival import propagated_variance
 from .teacher import Teacher
 
@@ -35,31 +36,39 @@ def response_curve(rows: np.ndarray, size: int, width: float = RESPONSE_WIDTH) -
     return np.where(den > tiny, num / np.maximum(den, tiny), nearest[:, 1] / np.maximum(nearest[:, 2], tiny))
 
 
-def linearised_error(sigmas: np.ndarray, teacher: Teacher, sampler: str, response: np.ndarray) -> float:
+def linearised_error(sigmas: np.ndarray, teacher: Teacher, sampler: Sampler, response: np.ndarray) -> float:
     """Squared error per dimension at the final sample of `sampler` on `sigmas`, from the teacher's Gram matrix alone.
 
-    The sampler's state is followed as a combination of the teacher's vectors; the model's
-    prediction at it is the teacher's prediction at that σ plus j(σ)·(state − teacher's state)
-    (`response_curve`). The start is the teacher's state at σ_0 (exact when σ_0 is the teacher's
-    own start). Teacher vectors between grid points are interpolated linearly in log σ.
+    The sampler's own function runs on coefficient vectors over the teacher's vectors (X_0..,
+    D_0..): the model's prediction at a state is the teacher's prediction at that σ plus
+    j(σ)·(state − teacher's state) (`response_curve`), which is linear, so the run is exact for
+    a model that responds so. Teacher vectors between grid points (a multi-stage sampler's
+    in-between calls too) are interpolated linearly in log σ, and held below the grid. The
+    start is the teacher's state at σ_0 (exact when σ_0 is the teacher's own start).
     """
-    G, s = len(teacher.grid), np.asarray(sigmas, dtype=np.float64)
-    lower, frac = teacher.brackets(s[:-1])
-    j = np.interp(lower + frac, np.arange(G), response)
-    c_x, c_d, c_old = step_coefficients(sampler, np.r_[np.nan, s[:-2]], s[:-1], s[1:])
-    state, old = np.zeros(2 * G), np.zeros(2 * G)
-    state[lower[0]], state[lower[0] + 1] = 1 - frac[0], frac[0]
-    for k, (i, f) in enumerate(zip(lower, frac)):
-        x, d = np.zeros(2 * G), np.zeros(2 * G)
-        x[i], x[i + 1], d[G + i], d[G + i + 1] = 1 - f, f, 1 - f, f
-        prediction = d + j[k] * (state - x)
-        state = c_x[k] * state + c_d[k] * prediction + c_old[k] * old
-        old = prediction
-    state[2 * G - 1] -= 1.0  # against the teacher's final sample D_{G-1}
-    return float(state @ teacher.gram @ state / teacher.numel)
+    G = len(teacher.grid)
+    levels = -np.log(teacher.grid)  # ascending
+    basis = torch.eye(2 * G, dtype=torch.float64)
+
+    def teacher_vectors(sigma: float) -> tuple[torch.Tensor, torch.Tensor, float]:
+        position = float(np.interp(-np.log(max(sigma, 1e-300)), levels, np.arange(G)))
+        i = min(int(position), G - 2)
+        f = position - i
+        x, d = (1 - f) * basis[i] + f * basis[i + 1], (1 - f) * basis[G + i] + f * basis[G + i + 1]
+        return x[None], d[None], (1 - f) * response[i] + f * response[i + 1]
+
+    def model(state: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        x, d, j = teacher_vectors(float(sigma.reshape(-1)[0]))
+        return d + j * (state - x)
+
+    start, _, _ = teacher_vectors(float(sigmas[0]))
+    with torch.no_grad():
+        final = sampler.run(model, start, sigmas)[0].numpy().copy()
+    final[2 * G - 1] -= 1.0  # against the teacher's final sample D_{G-1}
+    return float(final @ teacher.gram @ final / teacher.numel)
 
 
-def refine(start: np.ndarray, teacher: Teacher, sampler: str, response: np.ndarray, table: ErrorTable | None,
+def refine(start: np.ndarray, teacher: Teacher, sampler: Sampler, response: np.ndarray, table: ErrorTable | None,
            data_variance: float, variance_weight: float) -> np.ndarray:
     """Nelder–Mead from schedule `start` on `linearised_error` + `propagated_variance`, with no model calls.
 

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from ..profile import Denoise
-from .coefficients import sample
+from .samplers import Sampler, sample
 
 Spend = Callable[[int], None]  # told how many model evaluations (samples) were just made
 
@@ -65,8 +65,12 @@ def run_teacher(denoise: Denoise, start: torch.Tensor, grid: np.ndarray, batch_s
         count = len(index)
         vectors = torch.empty((2 * G, count * start[0].numel()), dtype=torch.float64)
 
-        def keep(k: int, x: torch.Tensor, d: torch.Tensor, vectors=vectors, count=count) -> None:
+        calls = []
+
+        def keep(sigma: float, x: torch.Tensor, d: torch.Tensor, vectors=vectors, count=count, calls=calls) -> None:
+            k = len(calls)
             vectors[k], vectors[G + k] = x.reshape(-1), d.reshape(-1)
+            calls.append(sigma)
             spend(count)
 
         finals.append(sample(denoise, start[index], np.append(grid, 0.0), "dpmpp_2m", index, keep))
@@ -75,29 +79,31 @@ def run_teacher(denoise: Denoise, start: torch.Tensor, grid: np.ndarray, batch_s
     return Teacher(grid, gram, start.numel(), start, torch.cat(finals), probe)
 
 
-def check(denoise: Denoise, teacher: Teacher, sigmas: np.ndarray, sampler: str, start: torch.Tensor,
+def check(denoise: Denoise, teacher: Teacher, sigmas: np.ndarray, sampler: Sampler, start: torch.Tensor,
           batch_size: int, spend: Spend) -> tuple[float, np.ndarray]:
     """Sample `sigmas` with the noise-free `sampler` from `start` (the teacher's noise, formed at `sigmas[0]`).
 
     Returns the squared error per dimension against the teacher's final samples, and the
     model's response along the sampler's own deviations, measured on the teacher's first batch
-    (`Teacher.probe`): one row (grid position, ⟨ΔD, Δx⟩, |Δx|²) per step inside the grid after
-    the first, where Δx is the state's distance to the teacher's state at that σ and ΔD its
-    prediction's (`refine.response_curve`).
+    (`Teacher.probe`): one row (grid position, ⟨ΔD, Δx⟩, |Δx|²) per model call inside the
+    grid after the first (a multi-stage sampler's calls between levels too), where Δx is the
+    state's distance to the teacher's state at that σ and ΔD its prediction's
+    (`refine.response_curve`).
     """
     G, total, rows = len(teacher.grid), 0.0, []
-    lower, frac = teacher.brackets(sigmas[:-1])
-    inside = (sigmas[:-1] <= teacher.grid[0]) & (sigmas[:-1] >= teacher.grid[-1])
     for n, index in enumerate(batches(len(start), batch_size)):
-        count = len(index)
+        count, calls = len(index), []
 
-        def visit(k: int, x: torch.Tensor, d: torch.Tensor, count=count, first=n == 0) -> None:
+        def visit(sigma: float, x: torch.Tensor, d: torch.Tensor, count=count, first=n == 0, calls=calls) -> None:
             spend(count)
-            if first and k > 0 and inside[k]:
-                i, f = lower[k], frac[k]
+            calls.append(sigma)
+            if first and len(calls) > 1 and teacher.grid[-1] <= sigma <= teacher.grid[0]:
+                lower, frac = teacher.brackets(np.array([sigma]))
+                i, f = int(lower[0]), float(frac[0])
                 dx = x.reshape(-1) - ((1 - f) * teacher.probe[i] + f * teacher.probe[i + 1])
                 dd = d.reshape(-1) - ((1 - f) * teacher.probe[G + i] + f * teacher.probe[G + i + 1])
-                rows.append((i + f, float(dd @ dx), float(dx @ dx)))
+                if float(dx @ dx) > 0:
+                    rows.append((i + f, float(dd @ dx), float(dx @ dx)))
 
         final = sample(denoise, start[index], sigmas, sampler, index, visit)
         total += float((final - teacher.final[index]).pow(2).sum())
