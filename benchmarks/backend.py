@@ -117,13 +117,33 @@ class ComfyBackend:
             return self._oss.execute("FLUX", steps, 1.0).result[0].float()
         return self._samplers.calculate_sigmas(self.model_sampling(sampling), scheduler, steps).float()
 
+    def guider(self, sampling: Sampling) -> SimpleNamespace:
+        """What a sampler function reads of CFGGuider: `.inner_model.model_sampling`, `.model_patcher`."""
+        ms = self.model_sampling(sampling)
+        return SimpleNamespace(inner_model=SimpleNamespace(model_sampling=ms),
+                               model_patcher=SimpleNamespace(get_model_object=lambda name: ms))
+
+    def search_sampler(self, name: str, sampling: Sampling):
+        """The VRG+ search's `Sampler` for ComfyUI's sampler `name` (its own function)."""
+        from vrg_core.search.samplers import host_sampler
+
+        return host_sampler(name, lambda runs: self._samplers.sampler_object(runs).sampler_function,
+                            self.guider(sampling))
+
+    def ksampler_sigmas(self, sampling: Sampling, scheduler: str, steps: int, sampler: str) -> torch.Tensor:
+        """`sigmas` as the stock KSampler hands them to `sampler` (steps + 1, the penultimate dropped, for some)."""
+        if sampler not in self._samplers.KSampler.DISCARD_PENULTIMATE_SIGMA_SAMPLERS:
+            return self.sigmas(sampling, scheduler, steps)
+        s = self.sigmas(sampling, scheduler, steps + 1)
+        return torch.cat([s[:-2], s[-1:]])
+
     def sample(self, sampler: str, denoise: Denoise, noise: torch.Tensor, sigmas: torch.Tensor,
                sampling: Sampling, seed: int) -> torch.Tensor:
         """ComfyUI's KSAMPLER.sample for `sampler` on an empty latent (its own noise scaling and seeding)."""
-        ms = self.model_sampling(sampling)
+        guider = self.guider(sampling)
 
         class ModelWrap:  # what CFGGuider hands KSAMPLER: a callable with .inner_model.model_sampling
-            inner_model = SimpleNamespace(model_sampling=ms)
+            inner_model, model_patcher = guider.inner_model, guider.model_patcher
 
             def __call__(self, x, sigma, model_options=None, seed=None, **kwargs):
                 return denoise(x, sigma)

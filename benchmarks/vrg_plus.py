@@ -9,14 +9,17 @@ cfg 1, per sampler and step count, every candidate the node offers (ComfyUI's re
 schedulers, AYS-SD1 and GITS for EPS, OSS-Flux for flow; k-diffusion's Karras, exponential and
 the demo's simple otherwise), VRG alone and VRG+ (`search_schedule`, its own noise seed = the
 benchmark seed, never the held-out noise) are sampled with the real sampler from the same
-held-out noises (paired). Per schedule, mean ± std over seeds:
+held-out noises (paired). With ComfyUI, `--samplers` takes any sampler the search covers
+(`vrg_core.search.samplers.HOST_SAMPLERS`); the search runs ComfyUI's own sampler function and
+the schedulers' sigmas are those the stock KSampler hands that sampler. Per schedule, mean ± std
+over seeds:
 
 * **distance** — mean squared distance per dimension of the samples to the same model's
   converged samples from the same noise (DPM++2M, 200 steps of the base scheduler);
 * **FD** to held-out digits (classifier features) of the same samples;
 * **spread** — the samples' variance over the converged samples' (below 1: less varied).
 
-Euler a does not follow the teacher: it is judged by FD only. `--oracle` adds, for the
+Stochastic samplers (Euler a, the SDE ones) do not follow the teacher: they are judged by FD only. `--oracle` adds, for the
 deterministic samplers at 5 steps, a direct minimisation of the held-out distance (Nelder–Mead
 in log σ from the best schedule, `ORACLE_FACTOR` × the search budget in model evaluations, seed 0).
 `--budgets` adds the budget curve (VRG+ distance per budget); `--variance-weights` searches with
@@ -41,6 +44,7 @@ from vrg_core.demo.sampling import exponential_sigmas, karras_sigmas, simple_sig
 from vrg_core.errors import VRGError
 from vrg_core.optimize import optimize_sigmas
 from vrg_core.search import DEFAULT_EVALUATIONS, DEFAULT_VARIANCE_WEIGHT, search_schedule
+from vrg_core.search.samplers import HOST_SAMPLERS
 
 from .backend import Unavailable, load_backend
 from .quality import RESULTS, log
@@ -53,8 +57,8 @@ REFERENCE_STEPS = 200
 ORACLE_FACTOR = 50
 
 
-def candidates(backend, subject, steps: int) -> dict[str, np.ndarray]:
-    """Every schedule the search node would offer as a candidate at `steps`, by name."""
+def candidates(backend, subject, steps: int, sampler: str) -> dict[str, np.ndarray]:
+    """Every schedule the search node would offer as a candidate for `sampler` at `steps`, by name."""
     out = {}
     if backend.name == "comfyui":
         names = [n for n in backend.scheduler_names() if n != "vrg"] + list(SHIPPED[subject.name])
@@ -63,7 +67,7 @@ def candidates(backend, subject, steps: int) -> dict[str, np.ndarray]:
     model = subject.extra["model"]
     for name in names:
         try:
-            out[name] = backend.sigmas(subject.sampling, name, steps).double().numpy()
+            out[name] = base_sigmas(backend, subject, name, steps, sampler)
         except Unavailable:
             if backend.name != "comfyui":
                 make = {"karras": karras_sigmas, "exponential": exponential_sigmas, "simple": simple_sigmas}[name]
@@ -71,7 +75,24 @@ def candidates(backend, subject, steps: int) -> dict[str, np.ndarray]:
     return out
 
 
-def search(subject, base: np.ndarray, sampler: str, seed: int, pool: dict, evaluations: int, table=None,
+def base_sigmas(backend, subject, scheduler: str, steps: int, sampler: str) -> np.ndarray:
+    """A scheduler's sigmas as the stock KSampler hands them to `sampler` (shipped tables as their nodes give them)."""
+    if backend.name == "comfyui" and scheduler not in SHIPPED[subject.name]:
+        return backend.ksampler_sigmas(subject.sampling, scheduler, steps, sampler).double().numpy()
+    return backend.sigmas(subject.sampling, scheduler, steps).double().numpy()
+
+
+def stochastic(sampler: str) -> bool:
+    """Judged by FD only: a stochastic sampler does not follow the converged ODE solution."""
+    return HOST_SAMPLERS[sampler].stochastic
+
+
+def search_sampler(backend, subject, sampler: str):
+    """ComfyUI's own sampler function for the search, or vrg_core's (k-diffusion backend)."""
+    return backend.search_sampler(sampler, subject.sampling) if backend.name == "comfyui" else sampler
+
+
+def search(subject, base: np.ndarray, sampler, seed: int, pool: dict, evaluations: int, table=None,
            variance_weight: float = DEFAULT_VARIANCE_WEIGHT):
     model = subject.extra["model"]
     with torch.inference_mode():
@@ -130,16 +151,17 @@ def oracle(held: HeldOut, sampler: str, start: np.ndarray, budget: int) -> tuple
 
 def run_cell(held: HeldOut, subject, table, sampler: str, steps: int, a) -> dict:
     name = subject.name
-    base = held.backend.sigmas(subject.sampling, BASE[name], steps).double().numpy()
-    pool = candidates(held.backend, subject, steps)
+    base = base_sigmas(held.backend, subject, BASE[name], steps, sampler)
+    pool = candidates(held.backend, subject, steps, sampler)
+    searched = search_sampler(held.backend, subject, sampler)
     schedules = {**pool, "base": base, "vrg": optimize_sigmas(base, table, start="fixed").sigmas}
     cell = {"sampler": sampler, "steps": steps, "searches": [], "rows": {}}
     plus = []
     for i, seed in enumerate(a.seeds):
-        r = search(subject, base, sampler, seed, pool, a.evaluations)
+        r = search(subject, base, searched, seed, pool, a.evaluations)
         plus.append(r.sigmas)
         held_best = None
-        if sampler != "euler_ancestral":  # how often the check picks a schedule that is not the best held out
+        if not stochastic(sampler):  # how often the check picks a schedule that is not the best held out
             measured = {k: held.distance(i, sampler, r.candidates[k]) for k in r.objectives}
             held_best = min(measured, key=measured.get)
         cell["searches"].append({"seed": seed, "chosen": r.chosen, "held_out_best": held_best,
@@ -152,18 +174,18 @@ def run_cell(held: HeldOut, subject, table, sampler: str, steps: int, a) -> dict
     for w in a.variance_weights:
         if w == DEFAULT_VARIANCE_WEIGHT:
             continue
-        found = [search(subject, base, sampler, seed, pool, a.evaluations, table, w).sigmas for seed in a.seeds]
+        found = [search(subject, base, searched, seed, pool, a.evaluations, table, w).sigmas for seed in a.seeds]
         cell["rows"][f"VRG+ (variance weight {w:g})"] = [held.score(i, sampler, found[i]) for i in range(len(a.seeds))]
     for budget in a.budgets:
         if budget == a.evaluations:
             continue
         try:
-            found = [search(subject, base, sampler, seed, pool, budget).sigmas for seed in a.seeds]
+            found = [search(subject, base, searched, seed, pool, budget).sigmas for seed in a.seeds]
         except VRGError as e:
             log(f"{budget} evaluations: {e}")
             continue
         cell["rows"][f"VRG+ ({budget} evaluations)"] = [held.score(i, sampler, found[i]) for i in range(len(a.seeds))]
-    if a.oracle and sampler != "euler_ancestral" and steps <= 5:  # the 5-step target is measured against it
+    if a.oracle and not stochastic(sampler) and steps <= 5:  # the 5-step target is measured against it
         best = min(cell["rows"], key=lambda k: cell["rows"][k][0]["distance"])
         sigmas, value = oracle(held, sampler, np.asarray(cell["rows"][best][0]["sigmas"]),
                                ORACLE_FACTOR * a.evaluations)
@@ -188,10 +210,11 @@ def report(results: dict) -> str:
     for s in results["subjects"]:
         lines += [f"## {s['title']}", ""]
         for c in s["cells"]:
-            stochastic = c["sampler"] == "euler_ancestral"
-            key = "fd" if stochastic else "distance"
+            judged_by_fd = stochastic(c["sampler"])
+            key = "fd" if judged_by_fd else "distance"
             rows = sorted(c["rows"].items(), key=lambda kv: np.mean([v[key] for v in kv[1]]))
-            lines += [f"### {NAMES[c['sampler']]}, {c['steps']} steps" + (" (judged by FD)" if stochastic else ""), "",
+            lines += [f"### {NAMES.get(c['sampler'], c['sampler'])}, {c['steps']} steps"
+                      + (" (judged by FD)" if judged_by_fd else ""), "",
                       "| schedule | distance | FD | spread |", "|---|---|---|---|"]
             for label, vals in rows:
                 bold = "**" if label == "VRG+" else ""
@@ -204,15 +227,15 @@ def report(results: dict) -> str:
 
 
 def targets(c: dict) -> list[str]:
-    stochastic = c["sampler"] == "euler_ancestral"
-    key = "fd" if stochastic else "distance"
+    judged_by_fd = stochastic(c["sampler"])
+    key = "fd" if judged_by_fd else "distance"
     mean = {k: float(np.mean([v[key] for v in vals])) for k, vals in c["rows"].items()}
     others = {k: v for k, v in mean.items() if not k.startswith("VRG+")}
     best_other = min(others, key=others.get)
     change = 100 * (mean["VRG+"] / others[best_other] - 1)
     out = [f"VRG+ {mean['VRG+']:.4g} vs best other schedule {best_other} {others[best_other]:.4g}: {change:+.1f} %"
            + (" (closest of all)" if change < 0 else " (NOT closest)")]
-    if not stochastic:
+    if not judged_by_fd:
         picks = [(s["chosen"], s["held_out_best"]) for s in c["searches"]]
         wrong = sum(a != b for a, b in picks)
         out.append(f"check picked the held-out best of its measured schedules in {len(picks) - wrong}/{len(picks)} "
