@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 
@@ -262,3 +263,29 @@ def test_euler_ancestral_is_not_refined_and_progress_ends_full():
     assert not any(k.startswith("refined") for k in r.objectives)
     assert seen[-1][0] == seen[-1][1] and r.evaluations <= 2000
     assert all(a[0] <= b[0] and a[1] == b[1] for a, b in zip(seen, seen[1:]))
+
+
+def test_a_host_sampler_runs_its_own_function_and_counts_its_calls():
+    """`host_sampler` builds the search's sampler from the host's function; unknown ones are refused with
+    the covered list; a two-call sampler plans half the samples of a one-call one at the same budget."""
+    from vrg_core.search import plan_for
+    from vrg_core.search.coefficients import sample_dpmpp_2m, sample_euler
+    from vrg_core.search.samplers import HOST_SAMPLERS, host_sampler
+
+    asked = []
+
+    def function_of(name):
+        asked.append(name)
+        return sample_euler
+
+    lcm = host_sampler("lcm", function_of)
+    assert asked == ["euler"] and lcm.stochastic and lcm.proxy == "euler"  # LCM is searched as Euler
+    cfg_pp = host_sampler("dpmpp_2m_cfg_pp", lambda name: sample_dpmpp_2m)
+    assert cfg_pp.name == "dpmpp_2m_cfg_pp" and not cfg_pp.stochastic and HOST_SAMPLERS["dpmpp_2m_sde"].options["eta"] == 0
+    with pytest.raises(VRGError, match="'dpm_adaptive' cannot be searched.*uni_pc"):
+        host_sampler("dpm_adaptive", function_of)
+    heun_like = dataclasses.replace(as_sampler("dpmpp_2m"), calls_per_step=2)
+    one, two = plan_for(2000, 8, "dpmpp_2m"), plan_for(2000, 8, heun_like)
+    assert two.calls == 16 and two.samples < one.samples and two.evaluations <= 2000
+    result = search(gaussian_denoiser(SCALE), sampler=cfg_pp, evaluations=1500)
+    assert result.sampler == "dpmpp_2m_cfg_pp" and result.evaluations <= 1500
