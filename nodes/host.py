@@ -102,7 +102,7 @@ def table_warnings(table: ErrorTable, model) -> list[str]:
     ms = model.get_model_object("model_sampling")
     kind = model_kind(ms)
     if table.kind != kind:
-        raise VRGError(f"the error table is for {table.kind.value} models but this model is {kind.value}; "
+        raise VRGError(f"the error table is for {table.kind.label} models but this model is {kind.label}; "
                        "use a table profiled on this model")
     warnings = []
     measured_on = table.info.model_fingerprint

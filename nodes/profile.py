@@ -132,7 +132,7 @@ class VRGProfile(io.ComfyNode):
         table = profile_model(model, latent["samples"], positive, negative, cfg,
                               noise_level_grid(lo, hi, grid_size, kind), samples_per_level, batch_size, seed, info)
         plot = png_to_image(error_curve_png(table))
-        text = (f"{kind.value} model, sigma {lo:.4g}..{hi:.4g}: {grid_size} levels x {samples_per_level} samples "
+        text = (f"{kind.label} model, sigma {lo:.4g}..{hi:.4g}: {grid_size} levels x {samples_per_level} samples "
                 f"on {table.info.dataset_size} latents, cfg {cfg:g}, {time.perf_counter() - started:.1f} s")
         try:
             est = schedule_regret_estimate(table)

@@ -107,7 +107,7 @@ class VRGApply(io.ComfyNode):
         check_choice("start", start, START_MODES)
         warnings = table_warnings(table, model)
         patched = with_settings(model, Settings(table, base_scheduler, gamma or "auto", start))
-        text = f"scheduler 'vrg' = {base_scheduler} optimised with this {table.kind.value} table (start {start})"
+        text = f"scheduler 'vrg' = {base_scheduler} optimised with this {table.kind.label} table (start {start})"
         return io.NodeOutput(patched, ui=report(cls, text, warnings))
 
 

@@ -90,7 +90,7 @@ class VRGSaveErrorTable(io.ComfyNode):
     def execute(cls, table, name) -> io.NodeOutput:
         path = save_table(table, save_path(name))
         relative = path.relative_to(Path(folder_paths.get_folder_paths(FOLDER)[0]).resolve()).as_posix()
-        text = f"saved models/{FOLDER}/{relative} ({table.kind.value}, {len(table.sigmas)} levels)"
+        text = f"saved models/{FOLDER}/{relative} ({table.kind.label}, {len(table.sigmas)} levels)"
         return io.NodeOutput(ui=report(cls, text, files=[relative]))
 
 
@@ -117,7 +117,7 @@ class VRGLoadErrorTable(io.ComfyNode):
     def execute(cls, name) -> io.NodeOutput:
         table = load_choice(name)
         info = table.info
-        text = (f"{table.kind.value} table, sigma {table.sigma_min:.4g}..{table.sigma_max:.4g}, "
+        text = (f"{table.kind.label} table, sigma {table.sigma_min:.4g}..{table.sigma_max:.4g}, "
                 f"{len(table.sigmas)} levels, {int(table.count.sum())} samples, cfg {info.cfg:g}"
                 + (f", model {info.model_fingerprint}" if info.model_fingerprint else ""))
         return io.NodeOutput(table, ui=report(cls, text))

@@ -67,8 +67,8 @@ def scheduler_function(table, table_file: str, base_sigmas):
         kind = model_kind(inner_model)
         if kind != table.kind:
             raise VRGError(
-                f"VRG table '{table_file}' was measured on a {table.kind.value} model but the loaded model is "
-                f"{kind.value}; pick a VRG schedule type whose table was made for this model"
+                f"VRG table '{table_file}' was measured on a {table.kind.label} model but the loaded model is "
+                f"{kind.label}; pick a VRG schedule type whose table was made for this model"
             )
         base = base_sigmas(n, sigma_min, sigma_max, device="cpu")
         return torch.tensor(optimize_sigmas(base, table).sigmas, dtype=torch.float32, device=device)

@@ -175,7 +175,7 @@ def test_table_of_another_model_kind_is_refused_when_sampling(webui, load_script
     load_script()
     with pytest.raises(VRGError, match=r"'mine.safetensors' was measured on a eps model but the loaded model is v_prediction"):
         call_like_the_webui(sd_schedulers.schedulers_map["vrg_mine_karras"], 10, sd15_wrapper(v_prediction=True))
-    with pytest.raises(VRGError, match=r"'flow.safetensors' was measured on a const model but the loaded model is eps"):
+    with pytest.raises(VRGError, match=r"'flow.safetensors' was measured on a flow \(const\) model but the loaded model is eps"):
         call_like_the_webui(sd_schedulers.schedulers_map["vrg_flow_karras"], 10, sd15_wrapper())
 
 
@@ -187,7 +187,7 @@ def test_forge_predictor_kind_is_read_from_prediction_type(webui, load_script, t
     scheduler = sd_schedulers.schedulers_map["vrg_mine_karras"]
     forge_eps = types.SimpleNamespace(prediction_type="epsilon", sigmas=sigmas)  # stand-in for Forge's Prediction
     assert call_like_the_webui(scheduler, 8, forge_eps).shape == (9,)
-    with pytest.raises(VRGError, match="loaded model is const"):
+    with pytest.raises(VRGError, match=r"loaded model is flow \(const\)"):
         call_like_the_webui(scheduler, 8, types.SimpleNamespace(prediction_type="const", sigmas=sigmas))
 
 

@@ -63,7 +63,7 @@ def table_out_path(text: str) -> Path:
 def _table_for(path: str, kind: str | None) -> ErrorTable:
     table = load_table(path)
     if kind is not None and ModelKind.parse(kind) != table.kind:
-        raise VRGError(f"--kind {kind} does not match the table '{Path(path).name}', which was measured on a {table.kind.value} model")
+        raise VRGError(f"--kind {kind} does not match the table '{Path(path).name}', which was measured on a {table.kind.label} model")
     return table
 
 
@@ -108,7 +108,7 @@ def cmd_info(a: argparse.Namespace) -> None:
                           "samples": int(t.count.sum()), "info": info, "sigmas": t.sigmas.tolist(), "w": t.mean_mse.tolist(),
                           "standard_error": t.standard_error.tolist()}))
         return
-    print(f"{a.path}: {t.kind.value} model, {len(t.sigmas)} levels over sigma [{t.sigma_min:.5g}, {t.sigma_max:.5g}], "
+    print(f"{a.path}: {t.kind.label} model, {len(t.sigmas)} levels over sigma [{t.sigma_min:.5g}, {t.sigma_max:.5g}], "
           f"{int(t.count.sum())} samples")
     print("  " + ", ".join(f"{k}={v}" for k, v in info.items() if v not in ("", 0)))
     print(f"  {'sigma':>12} {'w':>12} {'rel. s.e.':>10} {'bias':>10}")
@@ -173,8 +173,8 @@ def cmd_search(a: argparse.Namespace) -> None:
     model = load_demo_model(a.model)
     table = None if a.table is None else load_table(a.table)
     if table is not None and table.kind != model.kind:
-        raise VRGError(f"the table '{Path(a.table).name}' was measured on a {table.kind.value} model, but the demo "
-                       f"{a.model} model is {model.kind.value}; give that model's table, or none")
+        raise VRGError(f"the table '{Path(a.table).name}' was measured on a {table.kind.label} model, but the demo "
+                       f"{a.model} model is {model.kind.label}; give that model's table, or none")
     if table is None and a.variance_weight > 0:
         raise VRGError("--variance-weight above 0 needs --table (the model's error table)")
     if a.sigmas is not None:

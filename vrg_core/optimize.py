@@ -95,7 +95,7 @@ def check_schedule_in_table(s: np.ndarray, table: ErrorTable) -> None:
     if hi > table.sigma_max * (1 + _RANGE_SLACK) or lo < table.sigma_min * (1 - _RANGE_SLACK):
         raise VRGError(
             f"sigmas span [{lo:.4g}, {hi:.4g}] but the error table covers [{table.sigma_min:.4g}, {table.sigma_max:.4g}]; "
-            f"use a table profiled on this model ({table.kind.value}) or a schedule from the same model"
+            f"use a table profiled on this model ({table.kind.label}) or a schedule from the same model"
         )
 
 

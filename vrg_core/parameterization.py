@@ -47,6 +47,11 @@ class ModelKind(str, enum.Enum):
     def is_flow(self) -> bool:
         return self is ModelKind.CONST
 
+    @property
+    def label(self) -> str:
+        """The name users know: "flow (const)" for rectified-flow models (SD3, Flux, Wan), else the value."""
+        return "flow (const)" if self is ModelKind.CONST else self.value
+
 
 def alpha_bar_from_sigma(sigma: np.ndarray, kind: ModelKind) -> np.ndarray:
     """VP-equivalent ᾱ of noise levels σ (any shape, float64)."""

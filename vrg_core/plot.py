@@ -96,7 +96,7 @@ def error_curve_png(table: ErrorTable, width: int = 640, height: int = 400) -> b
     draw.polygon(ax.points(table.sigmas, w + 2 * se) + ax.points(table.sigmas[::-1], lower[::-1]), fill=BAND)
     draw.line(ax.points(table.sigmas, w), fill=BLUE, width=2)
     n = int(table.count.sum())
-    _frame(draw, ax, f"prediction error w(sigma), {table.kind.value}, {len(table.sigmas)} levels, {n} samples (band ±2 s.e.)",
+    _frame(draw, ax, f"prediction error w(sigma), {table.kind.label}, {len(table.sigmas)} levels, {n} samples (band ±2 s.e.)",
            "sigma", "w", font)
     return _png(img)
 

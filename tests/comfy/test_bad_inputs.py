@@ -132,9 +132,9 @@ FAILS = {
                            "use a table profiled on this model"),
     "sigmas_flipped": (optimized_schedule(between=[("mid", "FlipSigmas", {"sigmas": link("sched")})]), "opt",
                        "sigmas must decrease strictly", "output of a scheduler node"),
-    "table_of_another_kind": (optimized_schedule(table=FLOW_TABLE), "opt", "table is for const models but this model "
+    "table_of_another_kind": (optimized_schedule(table=FLOW_TABLE), "opt", "table is for flow (const) models but this model "
                               "is eps", "use a table profiled on this model"),
-    "apply_table_of_another_kind": (ksampler(table=FLOW_TABLE), "apply", "table is for const models",
+    "apply_table_of_another_kind": (ksampler(table=FLOW_TABLE), "apply", "table is for flow (const) models",
                                     "use a table profiled on this model"),
     "table_of_another_sigma_range": (optimized_schedule(table=f"{BAD_DIR}/narrow_range.safetensors"), "opt",
                                      "error table covers [0.1, 2]", "use a table profiled on this model"),

@@ -153,7 +153,7 @@ def test_optimize_warns_or_refuses_on_another_model(run, demo):
     from vrg_pack.vrg_core.errors import VRGError
 
     flow = run("VRGDemoModel", model="flow")[0]
-    with pytest.raises(VRGError, match="for eps models but this model is const"):
+    with pytest.raises(VRGError, match=r"for eps models but this model is flow \(const\)"):
         optimize(run, base_sigmas(flow), demo["table"], model=flow)
     other = run("VRGDemoModel", model="eps")[0]  # a fresh copy, then fine-tuned a little
     torch.nn.init.constant_(other.model.diffusion_model.conv_out.bias, 0.5)

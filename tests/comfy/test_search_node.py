@@ -101,7 +101,7 @@ def test_search_node_refuses_bad_input_and_cancels_cleanly(run, inputs, comfy, m
                               ({"evaluations": 100}, "too few"),
                               ({"variance_weight": 1.0}, "needs an error table"),
                               ({"model": run("VRGDemoModel", model="flow")[0], "table": "bundled: demo_eps"},
-                               "this model is const")):
+                               "this model is flow \\(const\\)")):
         with pytest.raises(VRGError, match=message):
             run("VRGSearchSchedule", **{**inputs, **override})
     index = comfy.base / "models" / "vrg" / "vrg_search_cache.json"

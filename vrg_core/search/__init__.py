@@ -169,7 +169,7 @@ def search_schedule(
     if batch_size < 1:
         raise VRGError(f"batch size must be at least 1, got {batch_size}")
     if table is not None and table.kind != kind:
-        raise VRGError(f"the error table is for {table.kind.value} models but the model is {kind.value}; "
+        raise VRGError(f"the error table is for {table.kind.label} models but the model is {kind.label}; "
                        "use a table profiled on this model, or none")
     if not 0 < sigma_min < base[0]:
         raise VRGError(f"the model's least sigma {sigma_min:.4g} must be above 0 and below the schedule's start "
