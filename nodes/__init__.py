@@ -6,17 +6,17 @@ from typing_extensions import override
 
 from comfy_api.v0_0_2 import ComfyExtension, io
 
-from . import demo, images, optimize, profile, schedule, scheduler, search, tables, text
+from . import demo, images, load_schedule, optimize, profile, search, tables, text, vrg_scheduler
 
 
 class VRGExtension(ComfyExtension):
     @override
     async def get_node_list(self) -> list[type[io.ComfyNode]]:
-        return [*profile.NODES, *optimize.NODES, *tables.NODES, *schedule.NODES, *text.NODES, *images.NODES,
-                *scheduler.NODES, *search.NODES, *demo.NODES]
+        return [*profile.NODES, *optimize.NODES, *tables.NODES, *load_schedule.NODES, *text.NODES, *images.NODES,
+                *vrg_scheduler.NODES, *search.NODES, *demo.NODES]
 
 
 async def comfy_entrypoint() -> VRGExtension:
     tables.register_folder()
-    scheduler.register_scheduler()
+    vrg_scheduler.register_scheduler()
     return VRGExtension()

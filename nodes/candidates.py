@@ -12,7 +12,7 @@ import numpy as np
 
 from .host import model_kind
 from .samplers import ksampler_sigmas
-from .scheduler import base_scheduler_names
+from .vrg_scheduler import base_scheduler_names
 
 # (name, module in comfy_extras, node class, arguments before steps) per noise process
 SHIPPED_TABLES = {

@@ -1,4 +1,4 @@
-"""What every VRG node shares: the category, the error-table type and showing results in the UI."""
+"""What the VRG nodes share: the category, the error-table type, common inputs and showing results in the UI."""
 
 from __future__ import annotations
 
@@ -13,6 +13,8 @@ import comfy.model_management
 from comfy_api.v0_0_2 import io, ui
 
 from ..vrg_core.errors import VRGError
+from ..vrg_core.optimize import START_MODES, OptimizeResult
+from ..vrg_core.plot import schedule_png
 
 CATEGORY = "sampling/vrg"
 ErrorTableIO = io.Custom("VRG_ERROR_TABLE")  # carries a vrg_core ErrorTable
@@ -57,3 +59,26 @@ def report(cls: type[io.ComfyNode], text: str, warnings: list[str] = (), image: 
     if image is not None:
         out.update(ui.PreviewImage(image, cls=cls).as_dict())
     return out
+
+
+def gamma_input() -> io.Float.Input:
+    return io.Float.Input("gamma", default=0.0, min=0.0, max=1.0, step=0.001,
+                          tooltip="How far each step may move (the paper's learning portion). "
+                                  "0 = auto: 0.05 up to 10 steps, else 0.01.")
+
+
+def start_input() -> io.Combo.Input:
+    return io.Combo.Input("start", options=list(START_MODES), default="fixed",
+                          tooltip="fixed: the first sigma stays exactly (the noise is drawn there). "
+                                  "paper: the official soft penalty lets it move a little.")
+
+
+def result_report(cls, result: OptimizeResult, table, warnings: list[str] = (), head: str = "") -> tuple:
+    """(SIGMAS, plot IMAGE, ui dict) of an optimisation result."""
+    plot = png_to_image(schedule_png(result, table))
+    text = (f"{head}CPE {result.cpe_before:.6g} -> {result.cpe_after:.6g} ({100 * result.improvement:+.2f} %), "
+            f"sigma_0 {result.start_sigma_before:.6g} -> {result.start_sigma_after:.6g}, {len(result.sigmas) - 1} "
+            f"steps, gamma {result.gamma:g}, start {result.start}, {result.status}, {1000 * result.seconds:.0f} ms")
+    ui = report(cls, text, warnings, plot, base_sigmas=result.base_sigmas.tolist(), sigmas=result.sigmas.tolist(),
+                cpe=[result.cpe_before, result.cpe_after])
+    return torch.tensor(result.sigmas, dtype=torch.float32), plot, ui

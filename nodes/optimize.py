@@ -2,38 +2,16 @@
 
 from __future__ import annotations
 
-import torch
 
 from comfy_api.v0_0_2 import io
 
 from ..vrg_core.error_table import INTERPOLATIONS
-from ..vrg_core.optimize import METHODS, START_MODES, OptimizeResult, optimize_sigmas
-from ..vrg_core.plot import error_curve_png, schedule_png
-from .common import CATEGORY, ErrorTableIO, png_to_image, report, stop_if_cancelled
+from ..vrg_core.optimize import METHODS, optimize_sigmas
+from ..vrg_core.plot import error_curve_png
+from .common import (
+    CATEGORY, ErrorTableIO, gamma_input, png_to_image, report, result_report, start_input, stop_if_cancelled,
+)
 from .host import table_warnings
-
-
-def gamma_input() -> io.Float.Input:
-    return io.Float.Input("gamma", default=0.0, min=0.0, max=1.0, step=0.001,
-                          tooltip="How far each step may move (the paper's learning portion). "
-                                  "0 = auto: 0.05 up to 10 steps, else 0.01.")
-
-
-def start_input() -> io.Combo.Input:
-    return io.Combo.Input("start", options=list(START_MODES), default="fixed",
-                          tooltip="fixed: the first sigma stays exactly (the noise is drawn there). "
-                                  "paper: the official soft penalty lets it move a little.")
-
-
-def result_report(cls, result: OptimizeResult, table, warnings: list[str] = (), head: str = "") -> tuple:
-    """(SIGMAS, plot IMAGE, ui dict) of an optimisation result."""
-    plot = png_to_image(schedule_png(result, table))
-    text = (f"{head}CPE {result.cpe_before:.6g} -> {result.cpe_after:.6g} ({100 * result.improvement:+.2f} %), "
-            f"sigma_0 {result.start_sigma_before:.6g} -> {result.start_sigma_after:.6g}, {len(result.sigmas) - 1} "
-            f"steps, gamma {result.gamma:g}, start {result.start}, {result.status}, {1000 * result.seconds:.0f} ms")
-    ui = report(cls, text, warnings, plot, base_sigmas=result.base_sigmas.tolist(), sigmas=result.sigmas.tolist(),
-                cpe=[result.cpe_before, result.cpe_after])
-    return torch.tensor(result.sigmas, dtype=torch.float32), plot, ui
 
 
 class VRGOptimizeSigmas(io.ComfyNode):

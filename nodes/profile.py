@@ -7,7 +7,6 @@ import time
 import numpy as np
 import torch
 
-import comfy.samplers
 import comfy.utils
 from comfy_api.v0_0_2 import io
 
@@ -19,51 +18,29 @@ from ..vrg_core.plot import error_curve_png
 from ..vrg_core.profile import profile
 from ..vrg_core.regret import schedule_regret_estimate
 from .common import CATEGORY, ErrorTableIO, png_to_image, report, stop_if_cancelled
+from .guided import check_guidance, run_guided
 from .host import fingerprint, model_kind, sigma_range
-
-# A conditioning entry without a cross-attention tensor: the model runs unconditionally.
-UNCONDITIONAL = [[None, {}]]
-
 
 def profile_model(model, latents: torch.Tensor, positive, negative, cfg: float, grid: np.ndarray,
                   samples_per_level: int, batch_size: int, seed: int, info: TableInfo) -> ErrorTable:
-    """Run `vrg_core.profile` inside `CFGGuider.sample`, so patches, LoRAs, ControlNets and CFG apply.
+    """Run `vrg_core.profile` through the host's sampling path (`guided.run_guided`).
 
-    A custom KSAMPLER receives the wrapped model, which it calls as the samplers do:
-    `model(x, sigma_vector, **extra_args)` -> denoised. The guider is given a batch-sized
-    slice of the latents (for its memory estimate); the whole set is profiled.
+    The guider is given a batch-sized slice of the latents (for its memory estimate); the
+    whole set is profiled.
     """
     kind = model_kind(model.get_model_object("model_sampling"))
     bar = comfy.utils.ProgressBar(len(grid) * samples_per_level)
-    measured = {}
 
-    def measure(model_k, noise, sigmas, extra_args, callback, disable):
+    def measure(call, model_k) -> ErrorTable:
         base_model = model_k.inner_model.inner_model
-        device = noise.device
-        clean = base_model.process_latent_in(latents.to(device)).float().cpu()
-        measured["table"] = profile(
-            lambda x, sigma, index: model_k(x.to(device), sigma.to(device), **extra_args).float().cpu(),
-            clean, kind, grid, samples_per_level, batch_size, seed,
-            progress=lambda done, total: bar.update_absolute(done, total),
-            should_stop=stop_if_cancelled,
-            noisy=lambda x0, eps, sigma: base_model.model_sampling.noise_scaling(sigma, eps, x0),
-            info=info,
-        )
-        return noise
+        clean = base_model.process_latent_in(latents).float().cpu()
+        return profile(lambda x, sigma, index: call(x, sigma), clean, kind, grid, samples_per_level, batch_size, seed,
+                       progress=lambda done, total: bar.update_absolute(done, total), should_stop=stop_if_cancelled,
+                       noisy=lambda x0, eps, sigma: base_model.model_sampling.noise_scaling(sigma, eps, x0), info=info)
 
-    guider = comfy.samplers.CFGGuider(model)
-    guider.set_conds(positive or UNCONDITIONAL, negative or [])
-    guider.set_cfg(cfg)
     shape = latents[: min(batch_size, len(latents))]
     sigmas = torch.tensor(np.append(grid[::-1], 0.0), dtype=torch.float32)
-    try:
-        guider.sample(torch.zeros_like(shape), shape, comfy.samplers.KSAMPLER(measure), sigmas, disable_pbar=True,
-                      seed=seed)
-    except (TypeError, AttributeError, RuntimeError) as e:
-        if positive is not None:
-            raise
-        raise VRGError(f"the model failed without conditioning ({e}); connect a positive conditioning") from e
-    return measured["table"]
+    return run_guided(model, positive, negative, cfg, shape, sigmas, seed, measure)
 
 
 def check_latents(samples: torch.Tensor, channels: int) -> None:
@@ -119,8 +96,7 @@ class VRGProfile(io.ComfyNode):
     @classmethod
     def execute(cls, model, latent, grid_size, samples_per_level, batch_size, seed, cfg, positive=None,
                 negative=None) -> io.NodeOutput:
-        if cfg != 1.0 and negative is None:
-            raise VRGError(f"cfg {cfg:g} mixes in the negative conditioning: connect one, or set cfg to 1")
+        check_guidance(cfg, negative)
         check_latents(latent["samples"], model.get_model_object("latent_format").latent_channels)
         check_profile_memory(latent["samples"].shape, batch_size)
         started = time.perf_counter()

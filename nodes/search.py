@@ -25,9 +25,9 @@ from ..vrg_core.search.cache import table_digest
 from .candidates import host_candidates
 from .common import CATEGORY, check_choice, png_to_image, report, stop_if_cancelled
 from .host import fingerprint, model_kind, table_warnings
-from .profile import UNCONDITIONAL
+from .guided import check_guidance, run_guided
 from .samplers import comfy_sampler, covered_samplers, ksampler_sigmas, scheduler_output
-from .scheduler import Settings, base_scheduler_names, with_settings
+from .vrg_scheduler import Settings, base_scheduler_names, with_settings
 from .tables import FOLDER, load_choice, table_choices
 
 NO_TABLE = "none"
@@ -36,7 +36,7 @@ NO_TABLE = "none"
 def guided_search(model, positive, negative, cfg: float, latent: torch.Tensor, base: torch.Tensor, sampler: Sampler,
                   seed: int, evaluations: int, variance_weight: float, batch_size: int, table,
                   candidates: dict) -> SearchResult:
-    """Run `search_schedule` inside `CFGGuider.sample`, so patches, LoRAs and CFG apply as when sampling.
+    """Run `search_schedule` through the host's sampling path (`guided.run_guided`).
 
     The starting states are the KSampler's for an empty latent of `latent`'s size: the seed's
     noise (`prepare_noise`) scaled at σ by the model's own `noise_scaling`. The sampler's function
@@ -45,10 +45,9 @@ def guided_search(model, positive, negative, cfg: float, latent: torch.Tensor, b
     count = plan_for(evaluations, len(base) - 1, sampler).samples
     shape = (max(count, 1), *latent.shape[1:])
     bar = comfy.utils.ProgressBar(evaluations)
-    found = {}
+    max_denoise = comfy.samplers.KSAMPLER(None).max_denoise
 
-    def search(model_k, noise, sigmas, extra_args, callback, disable):
-        device = noise.device
+    def search(call, model_k) -> SearchResult:
         inner = model_k.inner_model.inner_model
         ms = inner.model_sampling
         empty = inner.process_latent_in(torch.zeros(shape)).float()
@@ -56,22 +55,16 @@ def guided_search(model, positive, negative, cfg: float, latent: torch.Tensor, b
 
         def start(n: int, sigma: float) -> torch.Tensor:
             at = torch.tensor([sigma], dtype=torch.float32)
-            return ms.noise_scaling(at, unit, empty, ksampler.max_denoise(model_k.inner_model, at))[:n]
+            return ms.noise_scaling(at, unit, empty, max_denoise(model_k.inner_model, at))[:n]
 
-        found["result"] = search_schedule(
-            lambda x, s, i: model_k(x.to(device), s.to(device), **extra_args).float().cpu(),
-            start, base, dataclasses.replace(sampler, host=model_k.inner_model), model_kind(ms), float(ms.sigma_min), table=table, candidates=candidates,
-            evaluations=evaluations, variance_weight=variance_weight, batch_size=batch_size,
+        return search_schedule(
+            lambda x, s, i: call(x, s), start, base, dataclasses.replace(sampler, host=model_k.inner_model),
+            model_kind(ms), float(ms.sigma_min), table=table, candidates=candidates, evaluations=evaluations,
+            variance_weight=variance_weight, batch_size=batch_size,
             progress=lambda done, total: bar.update_absolute(done, total), should_stop=stop_if_cancelled)
-        return noise
 
-    ksampler = comfy.samplers.KSAMPLER(search)
-    guider = comfy.samplers.CFGGuider(model)
-    guider.set_conds(positive or UNCONDITIONAL, negative or [])
-    guider.set_cfg(cfg)
     batch = torch.zeros((min(batch_size, shape[0]), *shape[1:]))  # what the guider plans memory for
-    guider.sample(batch, batch, ksampler, base, disable_pbar=True, seed=seed)
-    return found["result"]
+    return run_guided(model, positive, negative, cfg, batch, base, seed, search)
 
 
 class VRGSearchSchedule(io.ComfyNode):
@@ -132,8 +125,7 @@ class VRGSearchSchedule(io.ComfyNode):
                 negative=None) -> io.NodeOutput:
         check_choice("sampler_name", sampler_name, covered_samplers())
         check_choice("scheduler", scheduler, base_scheduler_names())
-        if cfg != 1.0 and negative is None:
-            raise VRGError(f"cfg {cfg:g} mixes in the negative conditioning: connect one, or set cfg to 1")
+        check_guidance(cfg, negative)
         error_table = None if table == NO_TABLE else load_choice(table)
         if error_table is None and variance_weight > 0:
             raise VRGError(f"variance weight {variance_weight:g} needs an error table: pick one, or set it to 0")

@@ -226,3 +226,5 @@ def test_invalid_tables_are_refused():
         ErrorTable.from_mean_error(ModelKind.EPS, grid[::-1], np.ones(4))
     with pytest.raises(VRGError, match="model kind"):
         ModelKind.parse("latent-consistency")
+    assert ModelKind.parse("Flow") is ModelKind.parse("const") is ModelKind.CONST  # the CLI's two names
+    assert ModelKind.CONST.label == "flow (const)" and ModelKind.EPS.label == "eps"

@@ -282,7 +282,8 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--table", required=True, help="a VRG .safetensors table or an official MSE-vs-alpha_bar .txt/.tsv")
     o.add_argument("--sigmas", help="comma-separated descending sigmas, e.g. '14.6,5.1,1.2,0.03,0'")
     o.add_argument("--trajectory", help="an official alpha_bar trajectory file")
-    o.add_argument("--kind", help="model kind the sigmas belong to (checked against the table)")
+    o.add_argument("--kind", help="model kind the sigmas belong to, checked against the table: eps, v_prediction, "
+                   "edm, or flow (also called const)")
     o.add_argument("--gamma", default="auto", help="learning portion, or 'auto' (0.05 up to 10 steps, else 0.01)")
     o.add_argument("--start", default="fixed", choices=START_MODES,
                    help="fixed: keep the first sigma exactly; paper: the official soft penalty lets it move")

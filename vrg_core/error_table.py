@@ -24,7 +24,7 @@ import numpy as np
 from scipy.linalg import LinAlgError, solveh_banded
 
 from .errors import VRGError
-from .parameterization import ModelKind, alpha_bar_from_sigma
+from .parameterization import ModelKind, alpha_bar_from_sigma, dalpha_bar_dsigma
 
 Interp = Literal["loglog", "paper"]
 INTERPOLATIONS: tuple[str, ...] = ("loglog", "paper")
@@ -188,7 +188,7 @@ class ErrorTable:
         if interp == "loglog":
             wq = np.exp(yq)
             return wq, dy_dxq * wq / sigma
-        dab_dsigma = _dalpha_bar_dsigma(sigma, self.kind)
+        dab_dsigma = dalpha_bar_dsigma(sigma, self.kind)
         return yq, dy_dxq * dab_dsigma
 
 
@@ -222,13 +222,6 @@ def smooth_levels(w: np.ndarray, se: np.ndarray, residual: float = 1.0) -> np.nd
         return np.exp(fit(10.0**lo))
     except (LinAlgError, ValueError):
         return w
-
-
-def _dalpha_bar_dsigma(sigma: np.ndarray, kind: ModelKind) -> np.ndarray:
-    if kind.is_flow:
-        u, v = (1.0 - sigma) ** 2, sigma**2
-        return (-2.0 * (1.0 - sigma) * (u + v) - u * (-2.0 * (1.0 - sigma) + 2.0 * sigma)) / (u + v) ** 2
-    return -2.0 * sigma / (1.0 + sigma**2) ** 2
 
 
 def validate_table(t: ErrorTable) -> None:

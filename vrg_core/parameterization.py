@@ -34,11 +34,12 @@ class ModelKind(str, enum.Enum):
 
     @classmethod
     def parse(cls, value: "str | ModelKind") -> "ModelKind":
-        """Accept a kind or its name in any case (`"EPS"`, `"const"`)."""
+        """Accept a kind or its name in any case (`"EPS"`, `"const"`, or `"flow"` for const)."""
         if isinstance(value, cls):
             return value
         try:
-            return cls(str(value).lower())
+            name = str(value).lower()
+            return cls.CONST if name == "flow" else cls(name)
         except ValueError:
             names = ", ".join(k.value for k in cls)
             raise VRGError(f"model kind {value!r} is unknown; use one of: {names}") from None
@@ -60,6 +61,14 @@ def alpha_bar_from_sigma(sigma: np.ndarray, kind: ModelKind) -> np.ndarray:
         signal = (1.0 - sigma) ** 2
         return signal / (signal + sigma**2)
     return 1.0 / (1.0 + sigma**2)
+
+
+def dalpha_bar_dsigma(sigma: np.ndarray, kind: ModelKind) -> np.ndarray:
+    """dᾱ/dσ of `alpha_bar_from_sigma` (float64): the chain rule from a table's ᾱ axis to σ."""
+    if kind.is_flow:
+        u, v = (1.0 - sigma) ** 2, sigma**2
+        return (-2.0 * (1.0 - sigma) * (u + v) - u * (-2.0 * (1.0 - sigma) + 2.0 * sigma)) / (u + v) ** 2
+    return -2.0 * sigma / (1.0 + sigma**2) ** 2
 
 
 def sigma_from_alpha_bar(alpha_bar: np.ndarray, kind: ModelKind) -> np.ndarray:

@@ -24,6 +24,7 @@ AddNoise = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
 def job_noise(seed: int, job: int, shape: tuple[int, ...]) -> torch.Tensor:
     """The fixed noise of one (level, sample) job: independent of batch size and order."""
+    # 0x9E37…: 2^64 / golden ratio (Fibonacci hashing), so nearby (seed, job) pairs get unrelated generator seeds
     g = torch.Generator().manual_seed((seed * 0x9E3779B97F4A7C15 + job) % (2**63))
     return torch.randn(shape, generator=g, dtype=torch.float32)
 

@@ -21,7 +21,7 @@ from comfy_server import import_pack  # noqa: E402
 
 def main() -> None:
     import_pack(os.environ["COMFYUI_PATH"], HERE.parents[1])
-    from vrg_pack.nodes.schedule import spec_base_schedule
+    from vrg_pack.nodes.load_schedule import spec_base_schedule
     from vrg_pack.vrg_core.bundle import build_demo_bundle
 
     started = time.perf_counter()

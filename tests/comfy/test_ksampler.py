@@ -102,7 +102,7 @@ def test_another_pack_appending_its_scheduler_keeps_working(run, setup, comfy, r
     samplers.SCHEDULER_HANDLERS["other_pack_halving"] = samplers.SchedulerHandler(halving)
     samplers.SCHEDULER_NAMES.append("other_pack_halving")
     try:
-        comfy.pack.nodes.scheduler.register_scheduler()  # registering again (a reload) changes nothing
+        comfy.pack.nodes.vrg_scheduler.register_scheduler()  # registering again (a reload) changes nothing
         names = nodes.KSampler.INPUT_TYPES()["required"]["scheduler"][0]
         assert names.count("vrg") == 1 and "other_pack_halving" in names
         assert "other_pack_halving" in comfy.nodes["VRGApply"].GET_SCHEMA().inputs[2].options

@@ -247,7 +247,7 @@ def test_bundle_schedules_match_the_host(comfy):
     from vrg_pack.vrg_core.optimize import optimize_sigmas
     from vrg_pack.vrg_core.parameterization import ModelKind
 
-    spec_base_schedule = comfy.pack.nodes.schedule.spec_base_schedule
+    spec_base_schedule = comfy.pack.nodes.load_schedule.spec_base_schedule
     assert {"demo_eps", "demo_flow"} <= set(list_bundled_tables())
     for name in ("demo_eps", "demo_flow"):
         entry, table = bundled_entry(name), load_bundled_table(name)

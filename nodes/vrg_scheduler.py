@@ -21,9 +21,8 @@ from comfy_api.v0_0_2 import io
 from ..vrg_core.error_table import ErrorTable
 from ..vrg_core.errors import VRGError
 from ..vrg_core.optimize import START_MODES, optimize_sigmas
-from .common import CATEGORY, ErrorTableIO, check_choice, report
+from .common import CATEGORY, ErrorTableIO, check_choice, gamma_input, report, start_input
 from .host import table_warnings
-from .optimize import gamma_input, start_input
 
 NAME = "vrg"
 ATTRIBUTE = "vrg_settings"

@@ -11,10 +11,9 @@ from comfy_api.v0_0_2 import io
 from ..vrg_core.bundle import bundled_entry, bundled_schedule, list_bundled_tables, load_bundled_table
 from ..vrg_core.errors import VRGError
 from ..vrg_core.parameterization import ModelKind
-from .common import CATEGORY, ErrorTableIO, check_choice
+from .common import CATEGORY, ErrorTableIO, check_choice, result_report
 from .host import table_warnings
-from .optimize import result_report
-from .scheduler import base_scheduler_names
+from .vrg_scheduler import base_scheduler_names
 
 _SAMPLINGS = {"discrete": comfy.model_sampling.ModelSamplingDiscrete,
               "discrete_flow": comfy.model_sampling.ModelSamplingDiscreteFlow}
