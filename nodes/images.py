@@ -25,7 +25,8 @@ def image_folder(folder: str) -> Path:
     if path != root and root not in path.parents:
         raise VRGError(f"folder {folder!r} is outside ComfyUI's input directory; pick one of its subfolders")
     if not path.is_dir():
-        raise VRGError(f"folder {folder!r} does not exist in ComfyUI's input directory")
+        raise VRGError(f"folder {folder!r} does not exist in ComfyUI's input directory: create input/{folder} and put "
+                       "a few dozen of your images (png, jpg, webp) in it, or name an existing subfolder")
     return path
 
 

@@ -50,7 +50,7 @@ def bad_tables() -> dict[str, tuple[bytes, str]]:
         "unknown_kind": (table_bytes("sdxl", s), "use one of"),
         "newer_version": (table_bytes("eps", s, version="99"), "update the node pack"),
         "corrupt": (bytes(corrupt), "load a .safetensors VRG table"),
-        "truncated": (good[: len(good) // 2], "save it again"),
+        "truncated": (good[: len(good) // 2], "save the table again"),
         "empty_file": (b"", "save the table again"),
         "foreign_safetensors": (save({"weight": np.zeros(4, np.float32)}, metadata={"format": "pt"}),
                                 "load a table saved by VRG"),

@@ -62,9 +62,10 @@ def _safetensors_bytes(arrays: dict[str, np.ndarray], meta: dict[str, str]) -> b
     return struct.pack("<Q", len(text)) + text + b"".join(blobs)
 
 
-def table_from_bytes(data: bytes, what: str = "table") -> ErrorTable:
-    """Parse safetensors bytes written by `table_to_bytes`; VRGError naming `what` otherwise."""
-    meta = _safetensors_metadata(data, what)
+def table_from_bytes(data: bytes, what: str = "table", again: str = "save the table again") -> ErrorTable:
+    """Parse safetensors bytes written by `table_to_bytes`; VRGError naming `what` (and, for a damaged one,
+    the fix `again`) otherwise."""
+    meta = _safetensors_metadata(data, what, again)
     if meta.get("format") != FORMAT:
         raise VRGError(f"{what} is a safetensors file but not a VRG error table (format {meta.get('format')!r}); load a table saved by VRG")
     try:
@@ -77,7 +78,7 @@ def table_from_bytes(data: bytes, what: str = "table") -> ErrorTable:
         arrays = st_load(data)
         info = info_from_dict(json.loads(meta.get("info", "{}")))
     except (SafetensorError, ValueError, TypeError) as e:
-        raise VRGError(f"{what} is damaged ({e}); save it again") from None
+        raise VRGError(f"{what} is damaged ({e}); {again}") from None
     missing = [n for n in _ARRAYS if n not in arrays]
     if missing:
         raise VRGError(f"{what} lacks the arrays {missing}; it is not a complete VRG error table")
@@ -88,9 +89,9 @@ def table_from_bytes(data: bytes, what: str = "table") -> ErrorTable:
         raise VRGError(f"{what}: {e}") from None
 
 
-def _safetensors_metadata(data: bytes, what: str) -> dict:
+def _safetensors_metadata(data: bytes, what: str, again: str) -> dict:
     if len(data) < 8:
-        raise VRGError(f"{what} is empty or truncated ({len(data)} bytes), not a safetensors file; save the table again")
+        raise VRGError(f"{what} is empty or truncated ({len(data)} bytes), not a safetensors file; {again}")
     (header_len,) = struct.unpack("<Q", data[:8])
     if data.lstrip()[:1] in (b"{", b"["):
         raise VRGError(f"{what} is JSON text, not a safetensors file; load the .safetensors table VRG saved")
@@ -176,7 +177,7 @@ def table_from_text(text: str) -> ErrorTable:
         data = base64.b64decode(body, validate=True)
     except (binascii.Error, ValueError):
         raise VRGError("table text is not valid base64 after 'VRG1:'; copy the whole text again") from None
-    return table_from_bytes(data, "table text")
+    return table_from_bytes(data, "table text", "copy the whole text made by VRG Error Table To Text again")
 
 
 # ---- the official VRG text formats --------------------------------------------------------

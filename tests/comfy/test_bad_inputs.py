@@ -179,7 +179,7 @@ FAILS = {
     "table_text_cut_short": ([("t", "VRGErrorTableFromText",
                                {"text": "VRG1:" + base64.b64encode(good_eps_table()[:-64]).decode()}),
                               ("x", "VRGErrorTableToText", {"table": link("t")}), show("x")],
-                             "t", "table text is damaged", "save it again"),
+                             "t", "table text is damaged", "copy the whole text made by VRG Error Table To Text again"),
     "decode_other_latent": ([EMPTY, ("decode", "VRGDemoDecode", {"latent": link("empty"), "scale": 2}),
                              ("preview", "PreviewImage", {"images": link("decode")})],
                             "decode", "got shape (2, 4, 16, 16)", "connect latents sampled with VRG Demo Model"),
