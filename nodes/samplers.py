@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 
 import comfy.samplers
@@ -41,3 +43,14 @@ def scheduler_output(sigmas: torch.Tensor, sampler_name: str) -> tuple[int, torc
     if not discards_penultimate(sampler_name):
         return steps, sigmas
     return steps + 1, torch.cat([sigmas[:-1], sigmas[-2:-1] / 2, sigmas[-1:]])
+
+
+def searched_alike(function, searched: str) -> bool:
+    """Whether ComfyUI's sampler `function` is searched exactly as `searched` is (the sampler itself, the same
+    function under another name such as ddim for euler, or its *_cfg_pp variant)."""
+    spec = HOST_SAMPLERS[searched]
+    return any(comfy.samplers.sampler_object(name).sampler_function is function
+               and dataclasses.replace(other, runs="") == dataclasses.replace(spec, runs="")
+               and comfy.samplers.sampler_object(other.runs).sampler_function
+               is comfy.samplers.sampler_object(spec.runs).sampler_function
+               for name, other in HOST_SAMPLERS.items())

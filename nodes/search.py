@@ -26,8 +26,8 @@ from .candidates import host_candidates
 from .common import CATEGORY, check_choice, png_to_image, report, stop_if_cancelled
 from .host import fingerprint, model_kind, table_warnings
 from .guided import check_guidance, run_guided
-from .samplers import comfy_sampler, covered_samplers, ksampler_sigmas, scheduler_output
-from .vrg_scheduler import Settings, base_scheduler_names, with_settings
+from .samplers import comfy_sampler, covered_samplers, ksampler_sigmas
+from .vrg_scheduler import Searched, Settings, base_scheduler_names, with_settings
 from .tables import FOLDER, load_choice, table_choices
 
 NO_TABLE = "none"
@@ -152,20 +152,26 @@ class VRGSearchSchedule(io.ComfyNode):
                 cache.store(result, settings)
         warnings += cache.warnings
         sigmas = torch.tensor(result.sigmas, dtype=torch.float32)
-        asked, returned = scheduler_output(sigmas, sampler_name)
-        searched_for = f"{sampler_name}, {steps} steps, cfg {cfg:g}"
-        patched = with_settings(model, Settings(error_table, scheduler, "auto", "fixed", {asked: returned},
-                                                searched_for))
+        searched = Searched(sampler_name, float(cfg), sigmas)
+        patched = with_settings(model, Settings(error_table, scheduler, "auto", "fixed", searched))
         o = result.objectives
-        rival = min((k for k in o if not k.startswith(("dp@", "refined"))), key=lambda k: o[k].total)
+        rival = result.rival
         cost = "cached" if cached else f"{result.evaluations} evaluations"
-        text = (f"{sampler_name}, {steps} steps: VRG+ error {o[result.chosen].total:.3g} against the converged "
-                f"result, best other schedule {rival} {o[rival].total:.3g} ({cost}, "
-                f"{time.perf_counter() - started:.1f} s). Use the model output with scheduler 'vrg' at {steps} steps.")
+        change = 100 * (1 - o[result.chosen].total / o[rival].total)
+        if result.chosen == rival:
+            verdict = f"{rival} itself, which no searched schedule beat"
+        elif change >= 0.5:
+            verdict = f"{change:.0f} % closer to the converged result than {rival}, the best other schedule"
+        else:
+            verdict = f"as close to the converged result as {rival}, the best other schedule"
+        text = (f"VRG+ for {searched}: {verdict} ({cost}, {time.perf_counter() - started:.1f} s). "
+                f"Sample with the model output and scheduler 'vrg' at {steps} steps.")
         if failed:
             warnings.append(f"schedulers left out (they failed on this model): {', '.join(failed)}")
         plot = png_to_image(search_png(result))
         ui = report(cls, text, warnings, plot, sigmas=result.sigmas.tolist(), chosen=[result.chosen],
+                    base_sigmas=result.candidates["base"].tolist(), rival=[rival],
+                    rival_sigmas=result.candidates[rival].tolist(),
                     total_error=[o["base"].total, o[rival].total, o[result.chosen].total],
                     candidates=sorted(result.candidates),
                     evaluations=[0 if cached else result.evaluations])

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import logging
 
 import torch
 
+import comfy.patcher_extension
 import comfy.samplers
 from comfy_api.v0_0_2 import io
 
@@ -23,19 +25,31 @@ from ..vrg_core.errors import VRGError
 from ..vrg_core.optimize import START_MODES, optimize_sigmas
 from .common import CATEGORY, ErrorTableIO, check_choice, gamma_input, report, start_input
 from .host import table_warnings
+from .samplers import scheduler_output, searched_alike
 
 NAME = "vrg"
 ATTRIBUTE = "vrg_settings"
 
 
 @dataclasses.dataclass(frozen=True)
+class Searched:
+    """A VRG+ schedule (the sigmas the sampler runs, descending, ending at 0) and what it was searched for."""
+
+    sampler: str
+    cfg: float
+    sigmas: torch.Tensor
+
+    def __str__(self) -> str:
+        return f"{self.sampler}, {len(self.sigmas) - 1} steps, cfg {self.cfg:g}"
+
+
+@dataclasses.dataclass(frozen=True)
 class Settings:
-    table: ErrorTable | None  # None: only the searched step counts are available
+    table: ErrorTable | None  # None: only the searched schedule is available
     base_scheduler: str
     gamma: float | str
     start: str
-    searched: dict[int, torch.Tensor] = dataclasses.field(default_factory=dict)  # steps asked -> VRG+ sigmas
-    searched_for: str = ""  # what they were searched for, e.g. "uni_pc, 8 steps, cfg 1"
+    searched: Searched | None = None
 
 
 def base_scheduler_names() -> list[str]:
@@ -48,11 +62,13 @@ def vrg_scheduler(model_sampling, steps: int) -> torch.Tensor:
     if settings is None:
         raise VRGError("the 'vrg' scheduler needs a VRG Apply node: connect the model through VRG Apply (with an "
                        "error table) before this sampler, or pick another scheduler")
-    if steps in settings.searched:
-        logging.info("[VRG] vrg scheduler: the VRG+ searched %d-step schedule", steps)
-        return settings.searched[steps]
+    if settings.searched is not None:
+        asked, returned = scheduler_output(settings.searched.sigmas, settings.searched.sampler)
+        if steps == asked:
+            logging.info("[VRG] vrg scheduler: the VRG+ schedule searched for %s", settings.searched)
+            return returned
     if settings.table is None:
-        raise VRGError(f"the 'vrg' scheduler has only the VRG+ schedule searched for {settings.searched_for}, and this "
+        raise VRGError(f"the 'vrg' scheduler has only the VRG+ schedule searched for {settings.searched}, and this "
                        f"sampler asks it for {steps} steps: sample with that sampler and step count, or search "
                        "again for this one")
     base = comfy.samplers.calculate_sigmas(model_sampling, settings.base_scheduler, steps)
@@ -63,12 +79,30 @@ def vrg_scheduler(model_sampling, steps: int) -> torch.Tensor:
 
 
 def with_settings(model, settings: Settings):
-    """A clone of `model` whose `model_sampling` carries `settings` for the `vrg` scheduler (an object patch)."""
+    """A clone of `model` whose `model_sampling` carries `settings` for the `vrg` scheduler (an object patch);
+    with a searched schedule, sampling it with another sampler or cfg than it was searched for is refused."""
     patched = model.clone()
     sampling = copy.copy(patched.get_model_object("model_sampling"))  # shares its tensors; adds one attribute
     setattr(sampling, ATTRIBUTE, settings)
     patched.add_object_patch("model_sampling", sampling)
+    if settings.searched is not None:
+        patched.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.OUTER_SAMPLE, ATTRIBUTE,
+                                     functools.partial(check_searched_use, settings.searched))
     return patched
+
+
+def check_searched_use(searched: Searched, executor, noise, latent_image, sampler, sigmas, *args, **kwargs):
+    """An OUTER_SAMPLE wrapper: when the searched sigmas are sampled, the sampler and cfg must be those searched for."""
+    if torch.equal(sigmas.detach().cpu().float(), searched.sigmas.float()):
+        cfg = float(getattr(executor.class_obj, "cfg", searched.cfg))
+        if not searched_alike(getattr(sampler, "sampler_function", None), searched.sampler):
+            raise VRGError(f"this model's 'vrg' schedule was searched for {searched}, but the sampler is another one: "
+                           f"set the sampler to {searched.sampler}, or search for this sampler")
+        if abs(cfg - searched.cfg) > 1e-6:
+            raise VRGError(f"this model's 'vrg' schedule was searched for {searched}, but it is sampled at cfg {cfg:g}: "
+                           f"set cfg to {searched.cfg:g}, or search at cfg {cfg:g}")
+    return executor(noise, latent_image, sampler, sigmas, *args, **kwargs)
+
 
 
 def register_scheduler() -> None:

@@ -14,7 +14,10 @@ from .optimize import OptimizeResult
 from .objective import cumulative_error
 from .search import SearchResult
 
-BLUE, ORANGE, GREY, BAND = (31, 119, 180), (255, 127, 14), (120, 120, 120), (198, 219, 239)
+# One colour per thing in every plot (and in the frontend chart, web/vrg_chart.js): the base schedule grey,
+# VRG blue, VRG+ red, the best other schedule orange, a table's error curve green.
+GREY, BLUE, RED, ORANGE, GREEN, BAND = (120, 120, 120), (31, 119, 180), (214, 39, 40), (255, 127, 14), (44, 160, 44), \
+    (199, 233, 192)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,7 +97,7 @@ def error_curve_png(table: ErrorTable, width: int = 640, height: int = 400) -> b
     lower = np.maximum(w - 2 * se, w * 1e-3)
     ax = _Axes((80, 40, width - 20, height - 50), _range(table.sigmas, True), _range(np.r_[lower, w + 2 * se], True), True, True)
     draw.polygon(ax.points(table.sigmas, w + 2 * se) + ax.points(table.sigmas[::-1], lower[::-1]), fill=BAND)
-    draw.line(ax.points(table.sigmas, w), fill=BLUE, width=2)
+    draw.line(ax.points(table.sigmas, w), fill=GREEN, width=2)
     n = int(table.count.sum())
     _frame(draw, ax, f"prediction error w(sigma), {table.kind.label}, {len(table.sigmas)} levels, {n} samples (band ±2 s.e.)",
            "sigma", "w", font)
@@ -128,10 +131,8 @@ def schedule_png(result: OptimizeResult, table: ErrorTable, width: int = 640, he
 def search_png(result: SearchResult, width: int = 640, height: int = 400) -> bytes:
     """σ per step (log σ) of the base, the best other measured and the chosen schedules of a VRG+ search; PNG bytes."""
     img, draw, font = _canvas(width, height)
-    o = result.objectives
-    rival = min((k for k in o if k != "base" and not k.startswith(("dp@", "refined"))),
-                key=lambda k: o[k].total, default="base")
-    lines = (("base", GREY), (rival, ORANGE), (result.chosen, BLUE))
+    o, rival = result.objectives, result.rival
+    lines = (("base", GREY), (rival, ORANGE), (result.chosen, RED))
     steps = np.arange(result.steps + 1)
     every = np.concatenate([result.candidates[name] for name, _ in lines])
     ax = _Axes((80, 40, width - 20, height - 50), (0, result.steps), _range(every[every > 0], True), False, True)
@@ -139,6 +140,6 @@ def search_png(result: SearchResult, width: int = 640, height: int = 400) -> byt
         sig = result.candidates[name]
         draw.line(ax.points(steps[sig > 0], sig[sig > 0]), fill=colour, width=2)
     _frame(draw, ax, f"{result.sampler}: error to converged  base (grey) {o['base'].total:.3g}, {rival} (orange) "
-                     f"{o[rival].total:.3g}, VRG+ (blue) {o[result.chosen].total:.3g}",
+                     f"{o[rival].total:.3g}, VRG+ (red) {o[result.chosen].total:.3g}",
            "step", "sigma", font)
     return _png(img)

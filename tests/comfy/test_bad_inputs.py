@@ -144,7 +144,7 @@ FAILS = {
                                    ("b", "VRGLoadErrorTable", {"name": FLOW_TABLE}),
                                    ("m", "VRGMergeErrorTables", {"table_1": link("a"), "table_2": link("b")}),
                                    ("text", "VRGErrorTableToText", {"table": link("m")}), show("text")],
-                                  "m", "cannot merge a const table into a eps table", "merge tables of one model"),
+                                  "m", "cannot merge a table of flow (const) models into one of eps models", "merge tables of one model"),
     **{f"table_file_{case}": (loaded(f"{BAD_DIR}/{case}.safetensors"), "table", f"'{case}.safetensors'", fix)
        for case, (_, fix) in bad_tables().items()},
     "table_file_oversized": (loaded(f"{BAD_DIR}/oversized.safetensors"), "table", "'oversized.safetensors' is",

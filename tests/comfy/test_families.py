@@ -192,7 +192,8 @@ def test_profile_save_load(family_server, profiled, name):
                                      ("text", "VRGErrorTableToText", {"table": L("load")}),
                                      ("show", "PreviewAny", {"source": L("text")})])
     assert loaded["show"]["text"][0].startswith("VRG1:")
-    assert loaded["load"]["text"][0].startswith(f"{family.kind} table, sigma {table.sigma_min:.4g}..{hi:.4g}")
+    label = "flow (const)" if family.kind == "const" else family.kind
+    assert loaded["load"]["text"][0].startswith(f"{label} table, sigma {table.sigma_min:.4g}..{hi:.4g}")
     passed()
 
 

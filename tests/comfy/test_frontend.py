@@ -69,3 +69,58 @@ def test_frontend_loads_registers_nodes_and_templates(server, template_files):
 
     errors = asyncio.run(session())
     assert errors == [], "JavaScript errors:\n" + "\n".join(errors)
+
+
+RUN_TEMPLATE = """
+(async (name) => {
+  const workflow = await (await fetch(`/api/workflow_templates/%s/${name}.json`)).json();
+  await app.loadGraphData(workflow);
+  await app.queuePrompt(0, 1);
+})
+""" % PACK
+
+CHARTS = """
+(() => app.graph.nodes.filter((n) => n.widgets?.some((w) => w.name === "vrg_chart")).map((n) => {
+  const chart = n.widgets.find((w) => w.name === "vrg_chart").element;
+  const box = chart.getBoundingClientRect();
+  return {type: n.type, series: chart.querySelectorAll("polyline.vrg-series").length,
+          colours: [...chart.querySelectorAll("polyline.vrg-series")].map((p) => p.getAttribute("stroke")),
+          hover: [...chart.querySelectorAll("circle.vrg-point > title")].map((t) => t.textContent),
+          width: box.width, height: box.height};
+}))()
+"""
+
+
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium")
+def test_vrg_nodes_draw_their_results_as_a_chart_after_a_run(server, template_files):
+    """web/vrg_chart.js: after running each CPU template in the browser, its VRG nodes show a vector chart
+    (values on hover, one colour per thing); no JavaScript errors; a screenshot of each."""
+    from cdp import Browser
+
+    expected = {"vrg_demo_cpu": {"VRGProfile": ["#2ca02c"], "VRGOptimizeSigmas": ["#787878", "#1f77b4"]},
+                "vrg_search_demo_cpu": {"VRGSearchSchedule": ["#787878", "#ff7f0e", "#d62728"]}}
+
+    async def session():
+        async with Browser(str(CHROMIUM), width=1600, height=1000) as browser:
+            await browser.goto(server.url, APP_READY)
+            for name, charts in expected.items():
+                await browser.evaluate(f"({RUN_TEMPLATE})({json.dumps(name)})")
+                found = []
+                for _ in range(600):  # the run, then the chart
+                    await asyncio.sleep(0.5)
+                    found = await browser.evaluate(CHARTS)
+                    if {c["type"] for c in found} >= set(charts):
+                        break
+                by_type = {c["type"]: c for c in found}
+                assert set(by_type) >= set(charts), f"{name}: charts on {sorted(by_type)} only"
+                for node_type, colours in charts.items():
+                    chart = by_type[node_type]
+                    assert chart["colours"] == colours and chart["width"] > 100 and chart["height"] > 100, chart
+                    assert chart["hover"] and all(": " in t for t in chart["hover"]), chart["hover"][:3]
+                await asyncio.sleep(1)
+                ARTIFACTS.mkdir(exist_ok=True)
+                print(f"\nchart screenshot: {await browser.screenshot(ARTIFACTS / f'chart_{name}.png')}")
+            return browser.errors
+
+    errors = asyncio.run(session())
+    assert errors == [], "JavaScript errors:\n" + "\n".join(errors)

@@ -131,3 +131,16 @@ def test_search_node_serves_a_multistage_a_discarding_and_a_stochastic_sampler(r
     finally:
         comfy.samplers.KSAMPLER.sample = original
     assert torch.equal(seen[0], sigmas) and torch.isfinite(latent).all()
+
+
+def test_a_searched_schedule_is_sampled_only_with_a_sampler_searched_alike(comfy):
+    """The `vrg` scheduler's check: the sampler itself, the same function under another name, the *_cfg_pp
+    variant and the _gpu twin are alike; a stochastic sampler searched on the same part is not."""
+    import comfy.k_diffusion.sampling as k
+
+    from vrg_pack.nodes.samplers import searched_alike
+
+    assert searched_alike(k.sample_euler, "euler") and searched_alike(k.sample_euler, "ddim")
+    assert searched_alike(k.sample_euler_cfg_pp, "euler") and searched_alike(k.sample_dpmpp_2m_sde_gpu, "dpmpp_2m_sde")
+    assert not searched_alike(k.sample_lcm, "euler") and not searched_alike(k.sample_dpmpp_2m, "euler")
+    assert not searched_alike(k.sample_euler_ancestral, "euler")

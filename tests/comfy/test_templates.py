@@ -137,7 +137,7 @@ def check_template_run(out: dict, kind: str, steps: int) -> None:
     base, sigmas = np.array(optimized["base_sigmas"]), np.array(optimized["sigmas"])
     assert len(sigmas) == steps + 1 and sigmas[0] == base[0] and sigmas[-1] == 0
     assert np.all(np.isfinite(sigmas)) and np.all(np.isfinite(optimized["cpe"]))
-    assert out["profile"]["text"][0].startswith(f"{kind} model")
+    assert out["profile"]["text"][0].startswith(f"{'flow (const)' if kind == 'const' else kind} model")
     assert out["save_table"]["files"] and len(out["save"]["images"]) == 1
 
 

@@ -10,6 +10,9 @@ from ..errors import VRGError
 from ..objective import as_schedule
 
 
+SEARCHED = ("dp@", "refined")  # name prefixes of the schedules the search made itself
+
+
 @dataclasses.dataclass(frozen=True)
 class Objective:
     """Total error of one schedule, per dimension: final-sample error against the teacher + `propagated_variance`."""
@@ -46,6 +49,12 @@ class SearchResult:
     variance_weight: float
     model_seconds: float
     search_seconds: float
+
+    @property
+    def rival(self) -> str:
+        """The measured schedule a user could have picked (not searched here) with the least total: the one to beat."""
+        o = self.objectives
+        return min((k for k in o if not k.startswith(SEARCHED)), key=lambda k: o[k].total)
 
     def to_record(self) -> dict:
         """A JSON-able record."""
