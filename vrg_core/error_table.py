@@ -145,7 +145,8 @@ class ErrorTable:
     def merge(self, other: "ErrorTable") -> "ErrorTable":
         """Sum of two tables measured on the same model kind and noise-level grid."""
         if other.kind != self.kind:
-            raise VRGError(f"cannot merge a table of {other.kind.label} models into one of {self.kind.label} models; merge tables of one model")
+            raise VRGError(f"cannot merge a table of {other.kind.label} models into one of {self.kind.label} models; "
+                           "merge tables of one model")
         if len(other.sigmas) != len(self.sigmas) or not np.allclose(other.sigmas, self.sigmas, rtol=1e-9, atol=0):
             raise VRGError("cannot merge tables with different noise-level grids; profile both with the same grid size and model")
         fps = {self.info.model_fingerprint, other.info.model_fingerprint} - {""}
