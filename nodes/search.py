@@ -159,19 +159,18 @@ class VRGSearchSchedule(io.ComfyNode):
         cost = "cached" if cached else f"{result.evaluations} evaluations"
         change = 100 * (1 - o[result.chosen].total / o[rival].total)
         if result.chosen == rival:
-            verdict = f"{rival} itself, which no searched schedule beat"
+            verdict = f"{rival} itself: no searched schedule beat it"
         elif change >= 0.5:
             verdict = f"{change:.0f} % closer to the converged result than {rival}, the best other schedule"
         else:
             verdict = f"as close to the converged result as {rival}, the best other schedule"
-        text = (f"VRG+ for {searched}: {verdict} ({cost}, {time.perf_counter() - started:.1f} s). "
-                f"Sample with the model output and scheduler 'vrg' at {steps} steps.")
+        text = f"VRG+ is {verdict} ({searched}; {cost}, {time.perf_counter() - started:.0f} s)"
         if failed:
             warnings.append(f"schedulers left out (they failed on this model): {', '.join(failed)}")
         plot = png_to_image(search_png(result))
+        others = {} if rival == "base" else {"rival": [rival], "rival_sigmas": result.candidates[rival].tolist()}
         ui = report(cls, text, warnings, plot, sigmas=result.sigmas.tolist(), chosen=[result.chosen],
-                    base_sigmas=result.candidates["base"].tolist(), rival=[rival],
-                    rival_sigmas=result.candidates[rival].tolist(),
+                    base_sigmas=result.candidates["base"].tolist(), **others,
                     total_error=[o["base"].total, o[rival].total, o[result.chosen].total],
                     candidates=sorted(result.candidates),
                     evaluations=[0 if cached else result.evaluations])

@@ -26,7 +26,7 @@ sys.path.insert(0, str(HERE))
 
 from cdp import Browser  # noqa: E402
 from comfy_server import http_json, running  # noqa: E402
-from workflows import IMAGE_FOLDER, TEMPLATE_MODELS, WORKFLOWS, Link  # noqa: E402
+from workflows import IMAGE_FOLDER, LABELS, TEMPLATE_MODELS, WORKFLOWS, Link  # noqa: E402
 
 REPO = HERE.parents[1]
 OUT = REPO / "example_workflows"
@@ -37,11 +37,13 @@ BUILD_GRAPH = """
 (nodes) => {
   app.graph.clear();
   const made = {};
-  for (const [id, type, widgets] of nodes) {
+  for (const [id, type, widgets, , label] of nodes) {
     const node = LiteGraph.createNode(type);
     if (!node) throw new Error(`unknown node type ${type}`);
     node.id = id;
     app.graph.add(node);
+    if (label) [node.title, node.color, node.bgcolor] = label;
+    if (type === "Note") node.size = [460, 240];
     for (const [name, value] of Object.entries(widgets)) {
       const widget = node.widgets?.find((w) => w.name === name);
       if (!widget) throw new Error(`${type} has no widget ${name}`);
@@ -63,11 +65,12 @@ BUILD_GRAPH = """
 ARRANGE = "(() => { app.graph.arrange(60); app.canvas.setDirty(true, true); return app.graph.serialize(); })()"
 
 
-def graph_spec(nodes: list) -> list:
-    """[[id, class_type, widget values, [[input, source id, slot]]]] with ids from 1 in list order."""
+def graph_spec(nodes: list, labels: dict) -> list:
+    """[[id, class_type, widget values, [[input, source id, slot]], [title, colour, bgcolour] or None]] with ids from 1
+    in list order."""
     ids = {key: i for i, (key, _, _) in enumerate(nodes, 1)}
     return [[ids[key], class_type, {n: v for n, v in inputs.items() if not isinstance(v, Link)},
-             [[n, ids[v.node], v.slot] for n, v in inputs.items() if isinstance(v, Link)]]
+             [[n, ids[v.node], v.slot] for n, v in inputs.items() if isinstance(v, Link)], labels.get(key)]
             for key, class_type, inputs in nodes]
 
 
@@ -102,7 +105,7 @@ async def build(server) -> None:
     async with Browser(width=2400, height=1300) as browser:
         for name, nodes in WORKFLOWS.items():
             await browser.goto(server.url, APP_READY)  # a fresh page: no previews left from the last graph
-            await browser.evaluate(f"({BUILD_GRAPH})({json.dumps(graph_spec(nodes))})")
+            await browser.evaluate(f"({BUILD_GRAPH})({json.dumps(graph_spec(nodes, LABELS.get(name, {})))})")
             if name in RUN_FIRST:
                 done = len(http_json(f"{server.url}/history"))
                 await browser.evaluate("app.queuePrompt(0, 1)")

@@ -7,6 +7,7 @@ import base64
 import itertools
 import json
 import os
+import shutil
 import subprocess
 import tempfile
 import time
@@ -58,7 +59,13 @@ class Browser:
         await self._session.close()
         self._process.terminate()
         self._process.wait(timeout=10)
-        self._profile.cleanup()
+        for _ in range(10):  # its helper processes may still write into the profile for a moment
+            try:
+                self._profile.cleanup()
+                return
+            except OSError:
+                await asyncio.sleep(0.5)
+        shutil.rmtree(self._profile.name, ignore_errors=True)
 
     async def _read(self) -> None:
         async for message in self._ws:

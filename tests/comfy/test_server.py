@@ -47,11 +47,14 @@ def test_demo_workflow_end_to_end(server):
     assert sigmas != base and sigmas[0] == base[0] and sigmas[-1] == base[-1] == 0
     assert optimized["cpe"][1] < optimized["cpe"][0] and optimized["images"]  # the plot preview
     assert outputs[ids["profile"]]["images"]
-    for save in ("save", "save_k"):
+    pixels = []
+    for save in ("save", "save_karras"):  # AFTER (VRG) and BEFORE (plain Karras), from the same seed
         images = outputs[ids[save]]["images"]
         assert len(images) == 8
         with Image.open(server.base / "output" / images[0]["subfolder"] / images[0]["filename"]) as image:
             assert image.size == (128, 128)
+            pixels.append(image.tobytes())
+    assert pixels[0] != pixels[1]  # a before and an after
     assert outputs[ids["save_table"]]["files"] == [f"{DEMO_TABLE}.safetensors"]
     assert (server.base / "models" / "vrg" / f"{DEMO_TABLE}.safetensors").is_file()
 
@@ -79,6 +82,7 @@ def test_search_demo_workflow_end_to_end_and_cached_on_the_second_run(server):
     import json
 
     ids = node_ids("vrg_search_demo_cpu")
+    (server.base / "models" / "vrg" / "vrg_search_cache.json").unlink(missing_ok=True)  # other tests ran it too
     started = time.monotonic()
     entry = finished(server, post(server, api_prompt(WORKFLOWS["vrg_search_demo_cpu"]))["prompt_id"])
     print(f"\nVRG+ search workflow over HTTP: {time.monotonic() - started:.1f} s")
