@@ -73,12 +73,13 @@ def start_input() -> io.Combo.Input:
                                   "paper: the official soft penalty lets it move a little.")
 
 
-def result_report(cls, result: OptimizeResult, table, warnings: list[str] = (), head: str = "") -> tuple:
-    """(SIGMAS, plot IMAGE, ui dict) of an optimisation result."""
+def result_report(cls, result: OptimizeResult, table, warnings: list[str] = (), head: str = "",
+                  gamma_auto: bool = True) -> tuple:
+    """(SIGMAS, plot IMAGE, ui dict) of an optimisation result; `gamma_auto` — gamma was chosen by the step count."""
     plot = png_to_image(schedule_png(result, table))
-    text = (f"{head}CPE {result.cpe_before:.6g} -> {result.cpe_after:.6g} ({100 * result.improvement:+.2f} %), "
-            f"sigma_0 {result.start_sigma_before:.6g} -> {result.start_sigma_after:.6g}, {len(result.sigmas) - 1} "
-            f"steps, gamma {result.gamma:g}, start {result.start}, {result.status}, {1000 * result.seconds:.0f} ms")
+    text = (f"{head}{len(result.sigmas) - 1} steps: VRG's error measure (CPE, a proxy, not image quality) "
+            f"{result.cpe_before:.4g} -> {result.cpe_after:.4g} ({100 * result.improvement:+.1f} %); gamma "
+            f"{result.gamma:g}{' (auto)' if gamma_auto else ''}, start {result.start}, {result.status}")
     ui = report(cls, text, warnings, plot, base_sigmas=result.base_sigmas.tolist(), sigmas=result.sigmas.tolist(),
                 cpe=[result.cpe_before, result.cpe_after])
     return torch.tensor(result.sigmas, dtype=torch.float32), plot, ui

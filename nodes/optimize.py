@@ -54,7 +54,7 @@ class VRGOptimizeSigmas(io.ComfyNode):
             return io.NodeOutput(sigmas, plot, ui=report(cls, text, warnings, plot, sigmas=sigmas.tolist()))
         result = optimize_sigmas(sigmas, table, gamma=gamma or "auto", start=start, method=method,
                                  interp=interpolation, should_stop=stop_if_cancelled)
-        optimised, plot, ui = result_report(cls, result, table, warnings)
+        optimised, plot, ui = result_report(cls, result, table, warnings, gamma_auto=not gamma)
         return io.NodeOutput(optimised, plot, ui=ui)
 
 

@@ -187,6 +187,9 @@ def test_search_cache_finds_only_the_same_settings_and_sets_damage_aside(tmp_pat
     broken = SearchCache(tmp_path)
     assert broken.find(settings) is None and "renamed" in broken.warnings[0]
     assert len(list(tmp_path.glob("vrg_search_cache.json.damaged-*"))) == 1
+    (tmp_path / "vrg_search_cache.json").write_text("[1, 2]")  # damaged again within the same second
+    assert SearchCache(tmp_path).find(settings) is None
+    assert {p.read_text() for p in tmp_path.glob("vrg_search_cache.json.damaged-*")} == {"{not json", "[1, 2]"}
     broken.store(result, settings)
     assert SearchCache(tmp_path).find(settings) is not None
 

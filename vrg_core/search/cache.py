@@ -59,7 +59,10 @@ class SearchCache:
                 raise ValueError(f"written by a newer VRG (version {data['version']})")
             return data
         except (VRGError, UnicodeDecodeError, ValueError) as e:
-            aside = self.path.with_name(f"{self.path.name}.damaged-{time.strftime('%Y%m%d-%H%M%S')}")
+            stamp = f"{self.path.name}.damaged-{time.strftime('%Y%m%d-%H%M%S')}"
+            aside, n = self.path.with_name(stamp), 1
+            while aside.exists():  # never over an earlier damaged copy
+                aside, n = self.path.with_name(f"{stamp}-{n}"), n + 1
             self.path.replace(aside)
             self.warnings.append(f"the search cache {self.path.name} was unreadable ({e}); it was renamed to "
                                  f"{aside.name} and a new one is started")
