@@ -292,3 +292,18 @@ def test_a_host_sampler_runs_its_own_function_and_counts_its_calls():
     assert two.calls == 16 and two.samples < one.samples and two.evaluations <= 2000
     result = search(gaussian_denoiser(SCALE), sampler=cfg_pp, evaluations=1500)
     assert result.sampler == "dpmpp_2m_cfg_pp" and result.evaluations <= 1500
+
+
+def test_a_budget_short_for_every_refinement_refines_less_before_refusing():
+    """50 steps at the default 2 000 evaluations: fewer refinement rounds instead of a refusal."""
+    from vrg_core.search import MIN_SAMPLES, ROUNDS, plan_for
+
+    assert plan_for(2000, 5, "euler").rounds == ROUNDS and plan_for(2000, 5, "euler_ancestral").rounds == 0
+    long = plan_for(2000, 50, "euler")
+    assert long.rounds < ROUNDS and long.samples >= MIN_SAMPLES and long.evaluations <= 2000
+    base = np.append(np.geomspace(14.6146, 0.0292, 50), 0.0)
+    result = search(gaussian_denoiser(SCALE), base=base, evaluations=2000)
+    assert len(result.sigmas) == 51 and result.evaluations <= 2000
+    assert sum(k.startswith("refined") for k in result.objectives) == REFINED * long.rounds
+    with pytest.raises(VRGError, match="too few"):
+        search(gaussian_denoiser(SCALE), base=base, evaluations=1000)

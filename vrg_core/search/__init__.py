@@ -77,12 +77,14 @@ ROUNDS = 2  # refinements of each, the response measured again in between
 
 @dataclasses.dataclass(frozen=True)
 class Plan:
-    """How the budget is spent: `samples` teacher noises, `grid` points, `checks` sampled schedules of `calls` model calls."""
+    """How the budget is spent: `samples` teacher noises, `grid` points, `checks` sampled schedules of `calls` model
+    calls, of which `rounds` rounds of `REFINED` refined ones."""
 
     samples: int
     grid: int
     calls: int
     checks: int
+    rounds: int
 
     @property
     def evaluations(self) -> int:
@@ -90,13 +92,20 @@ class Plan:
 
 
 def plan_for(evaluations: int, steps: int, sampler: str | Sampler, grid_size: int = DEFAULT_GRID) -> Plan:
-    """The largest plan within `evaluations` (per sample, summed over samples); the grid has ≥ 2 points a step."""
+    """The largest plan within `evaluations` (per sample, summed over samples); the grid has ≥ 2 points a step.
+
+    A budget too small for `MIN_SAMPLES` teacher noises with every refinement round (many steps)
+    refines fewer rounds, down to none, before it is refused.
+    """
     sampler = as_sampler(sampler)
     grid = max(grid_size, 2 * steps)
-    refined = 0 if sampler.stochastic else REFINED * ROUNDS
-    checks = len(FIRST_CHECKS) + FULL_CHECKS + refined
     calls = steps * sampler.calls_per_step
-    return Plan(evaluations // (grid + checks * calls), grid, calls, checks)
+    for rounds in range(0 if sampler.stochastic else ROUNDS, -1, -1):
+        checks = len(FIRST_CHECKS) + FULL_CHECKS + REFINED * rounds
+        plan = Plan(evaluations // (grid + checks * calls), grid, calls, checks, rounds)
+        if plan.samples >= MIN_SAMPLES:
+            break
+    return plan
 
 
 class Budget:
@@ -243,7 +252,7 @@ def search_schedule(
 
     if not sampler.stochastic:
         leaders = distinct_best(objectives, pool, REFINED)
-        for round_ in range(1, ROUNDS + 1):
+        for round_ in range(1, plan.rounds + 1):
             tick = time.perf_counter()
             response = response_curve(np.concatenate(rows), len(grid))
             refined = {}
