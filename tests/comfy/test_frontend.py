@@ -80,14 +80,22 @@ RUN_TEMPLATE = """
 """ % PACK
 
 CHARTS = """
-(() => app.graph.nodes.filter((n) => n.widgets?.some((w) => w.name === "vrg_chart")).map((n) => {
-  const chart = n.widgets.find((w) => w.name === "vrg_chart").element;
-  const box = chart.getBoundingClientRect();
-  return {type: n.type, series: chart.querySelectorAll("polyline.vrg-series").length,
-          colours: [...chart.querySelectorAll("polyline.vrg-series")].map((p) => p.getAttribute("stroke")),
-          hover: [...chart.querySelectorAll("circle.vrg-point > title")].map((t) => t.textContent),
-          width: box.width, height: box.height};
-}))()
+(async () => {
+  const frame = () => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)));
+  const out = [];
+  for (const n of app.graph.nodes.filter((n) => n.widgets?.some((w) => w.name === "vrg_chart"))) {
+    app.canvas.centerOnNode(n);  // a DOM widget is laid out only while its node is in view
+    app.canvas.setDirty(true, true);
+    await frame();
+    const chart = n.widgets.find((w) => w.name === "vrg_chart").element;
+    const box = chart.getBoundingClientRect();
+    out.push({type: n.type, series: chart.querySelectorAll("polyline.vrg-series").length,
+              colours: [...chart.querySelectorAll("polyline.vrg-series")].map((p) => p.getAttribute("stroke")),
+              hover: [...chart.querySelectorAll("circle.vrg-point > title")].map((t) => t.textContent),
+              width: box.width, height: box.height});
+  }
+  return out;
+})()
 """
 
 
