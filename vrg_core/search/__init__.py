@@ -15,10 +15,9 @@ the user's model and returns the schedule whose samples come closest to the conv
    which predicts the final error of any schedule from the Gram matrix (`refine.linearised_error`).
    The pool is ranked by that prediction and the best `FULL_CHECKS` are sampled too.
 5. **Refinement** (`refine`): the `REFINED` best measured schedules are refined on the
-   prediction and sampled (`ROUNDS` times, the response measured again in between). The least
-   measured error wins, so the result is never worse, on the search's own noise, than any
-   schedule it measured. Few checks leave the budget to teacher noises: the choice among
-   schedules a few % apart is what the budget mostly buys.
+   prediction and sampled; the response is measured again along them, and they are refined
+   once more (`ROUNDS`). The least measured error wins, so the result is never worse, on the
+   search's own noise, than any schedule it measured.
 
 With an error table and `variance_weight` > 0, VRG's prediction-error term (propagated to the
 final sample) is added to every measure. The sampler (`samplers.Sampler`) is the host's own
