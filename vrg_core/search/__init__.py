@@ -60,7 +60,7 @@ __all__ = ["SAMPLERS", "Sampler", "as_sampler", "METHOD", "MAX_STEPS", "DEFAULT_
            "plan_for", "run_teacher", "check", "sample", "step_coefficients", "step_errors", "best_path",
            "linearised_error", "refine", "response_curve", "propagated_variance", "error_survival"]
 
-METHOD = 5  # raised whenever the search changes, so a cached result of an older search is not reused
+METHOD = 4  # raised whenever the search changes, so a cached result of an older search is not reused
 MAX_STEPS = 50
 DEFAULT_EVALUATIONS = 2000
 DEFAULT_GRID = 40
@@ -70,9 +70,9 @@ MIN_SAMPLES = 4
 # 1 damps it as for Gaussian data; each gives one searched schedule.
 DAMPING = (0.0, 0.25, 0.5, 0.75, 1.0)
 FIRST_CHECKS = ("base", "dp@0.5")  # sampled first, to measure the model's response
-FULL_CHECKS = 1  # further pool schedules sampled, the best by the predicted error
+FULL_CHECKS = 3  # further pool schedules sampled, the best by the predicted error
 REFINED = 2  # the best measured schedules refined on the predicted error, then sampled
-ROUNDS = 1  # refinements of each, the response measured again in between
+ROUNDS = 2  # refinements of each, the response measured again in between
 
 
 @dataclasses.dataclass(frozen=True)
