@@ -177,6 +177,7 @@ def profiled(family_server, comfy_here):
 @pytest.mark.parametrize("name", list(FAMILIES))
 def test_profile_save_load(family_server, profiled, name):
     passed = record(name, "profile_save_load")
+    from vrg_core.parameterization import ModelKind
     from vrg_core.table_io import load_table
 
     outputs = profiled(name)
@@ -192,7 +193,7 @@ def test_profile_save_load(family_server, profiled, name):
                                      ("text", "VRGErrorTableToText", {"table": L("load")}),
                                      ("show", "PreviewAny", {"source": L("text")})])
     assert loaded["show"]["text"][0].startswith("VRG1:")
-    label = "flow (const)" if family.kind == "const" else family.kind
+    label = ModelKind(family.kind).label
     assert loaded["load"]["text"][0].startswith(f"{label} table, sigma {table.sigma_min:.4g}..{hi:.4g}")
     passed()
 

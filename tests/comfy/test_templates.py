@@ -122,12 +122,17 @@ def write_sdxl_class_checkpoint(path) -> None:
                      torch.float16)
 
 
+def checkpoint_path(server, family: str):
+    """Where the template for `family` looks for its checkpoint in `server`'s models folder (one torch thread)."""
+    torch.set_num_threads(1)
+    folder = server.base / "models" / "checkpoints"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / TEMPLATE_MODELS[family]
+
+
 @pytest.fixture(scope="module")
 def sd15_checkpoint(family_server, comfy):
-    torch.set_num_threads(1)
-    folder = family_server.base / "models" / "checkpoints"
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / TEMPLATE_MODELS["sd15"]
+    path = checkpoint_path(family_server, "sd15")
     write_sd15_checkpoint(path)
     return path
 
@@ -137,7 +142,9 @@ def check_template_run(out: dict, kind: str, steps: int) -> None:
     base, sigmas = np.array(optimized["base_sigmas"]), np.array(optimized["sigmas"])
     assert len(sigmas) == steps + 1 and sigmas[0] == base[0] and sigmas[-1] == 0
     assert np.all(np.isfinite(sigmas)) and np.all(np.isfinite(optimized["cpe"]))
-    assert out["profile"]["text"][0].startswith(f"{'flow (const)' if kind == 'const' else kind} model")
+    from vrg_core.parameterization import ModelKind
+
+    assert out["profile"]["text"][0].startswith(f"{ModelKind(kind).label} model")
     assert out["save_table"]["files"] and len(out["save"]["images"]) == 1
 
 
@@ -158,10 +165,7 @@ def test_sdxl_and_flux_templates_after_a_stand_in_loader(family_server, name, fa
                     reason="writes a 2.7 GB SDXL-class checkpoint (1.3 B parameters); set VRG_LARGE_TESTS=1")
 def test_sdxl_template_through_the_real_checkpoint_loader(family_server, comfy):
     """sd_xl_base_1.0.safetensors as an SDXL-class checkpoint ComfyUI detects (KOALA_700M): the template unchanged."""
-    torch.set_num_threads(1)
-    folder = family_server.base / "models" / "checkpoints"
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / TEMPLATE_MODELS["sdxl"]
+    path = checkpoint_path(family_server, "sdxl")
     write_sdxl_class_checkpoint(path)
     try:
         out = execute(family_server, shrunk("vrg_sdxl"), timeout=1800)
