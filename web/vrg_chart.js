@@ -102,17 +102,28 @@ export function drawChart(chart) {
   return svg;
 }
 
-function showChart(node, ui) {
-  const chart = chartOf(ui);
-  if (!chart || chart.series.every((s) => s.points.length === 0)) return;
+// The nodes that draw a chart. Its room is made when the node is created, so a run never enlarges the node over its
+// neighbours; until the first run it holds a hint.
+const CHARTED = new Set(["VRGProfile", "VRGOptimizeSigmas", "VRGLoadSchedule", "VRGSearchSchedule"]);
+
+function chartWidget(node) {
   let widget = node.widgets?.find((w) => w.name === "vrg_chart");
   if (!widget) {
     const holder = document.createElement("div");
     holder.className = "vrg-chart";
-    holder.style.cssText = "width:100%;height:100%;min-height:180px;";
+    holder.style.cssText = "width:100%;height:100%;min-height:180px;display:flex;align-items:center;" +
+      "justify-content:center;color:#888;font:12px sans-serif;";
+    holder.textContent = "the chart of the result appears here after a run";
     widget = node.addDOMWidget("vrg_chart", "vrg_chart", holder, { serialize: false, hideOnZoom: false, getMinHeight: () => 190 });
     node.setSize([Math.max(node.size[0], 380), node.computeSize()[1]]);
   }
+  return widget;
+}
+
+function showChart(node, ui) {
+  const chart = chartOf(ui);
+  if (!chart || chart.series.every((s) => s.points.length === 0)) return;
+  const widget = chartWidget(node);
   widget.element.replaceChildren(drawChart(chart));
   node.setDirtyCanvas(true, true);
 }
@@ -120,7 +131,13 @@ function showChart(node, ui) {
 app.registerExtension({
   name: "vrg.chart",
   async beforeRegisterNodeDef(nodeType, nodeData) {
-    if (!nodeData.name.startsWith("VRG")) return;
+    if (!CHARTED.has(nodeData.name)) return;
+    const onNodeCreated = nodeType.prototype.onNodeCreated;
+    nodeType.prototype.onNodeCreated = function () {
+      const made = onNodeCreated?.apply(this, arguments);
+      chartWidget(this);
+      return made;
+    };
     const onExecuted = nodeType.prototype.onExecuted;
     nodeType.prototype.onExecuted = function (ui) {
       onExecuted?.apply(this, arguments);

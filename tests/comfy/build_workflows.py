@@ -26,11 +26,11 @@ sys.path.insert(0, str(HERE))
 
 from cdp import Browser  # noqa: E402
 from comfy_server import http_json, running  # noqa: E402
-from workflows import IMAGE_FOLDER, LABELS, TEMPLATE_MODELS, WORKFLOWS, Link  # noqa: E402
+from workflows import LABELS, SEARCH_DEMO, TABLE_DEMO, TEMPLATE_MODELS, WORKFLOWS, Link  # noqa: E402
 
 REPO = HERE.parents[1]
 OUT = REPO / "example_workflows"
-RUN_FIRST = ("vrg_demo_cpu", "vrg_search_demo_cpu")  # run before saving, so thumbnails show their results
+RUN_FIRST = (SEARCH_DEMO, TABLE_DEMO)  # run before saving, so thumbnails show their results
 APP_READY = "window.app && window.app.graph && window.LiteGraph && window.app.canvas"
 
 BUILD_GRAPH = """
@@ -127,7 +127,6 @@ def main() -> None:
     OUT.mkdir(exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="vrg-build-") as tmp:
         base = Path(tmp)
-        (base / "input" / IMAGE_FOLDER).mkdir(parents=True)
         (base / "models" / "checkpoints").mkdir(parents=True)
         for file_name in TEMPLATE_MODELS.values():  # names only, for the loader's list
             (base / "models" / "checkpoints" / file_name).touch()

@@ -74,17 +74,13 @@ def server(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def template_files(server):
-    """What the templates name: stand-in (empty) checkpoints and a one-image folder in the input directory."""
-    from PIL import Image
-
-    from workflows import IMAGE_FOLDER, TEMPLATE_MODELS
+    """What the templates name: stand-in (empty) checkpoints."""
+    from workflows import TEMPLATE_MODELS
 
     checkpoints = server.base / "models" / "checkpoints"
     checkpoints.mkdir(parents=True)
     for name in TEMPLATE_MODELS.values():
         (checkpoints / name).touch()
-    (server.base / "input" / IMAGE_FOLDER).mkdir(parents=True)
-    Image.new("RGB", (64, 48), (90, 120, 200)).save(server.base / "input" / IMAGE_FOLDER / "sample.png")
 
 
 

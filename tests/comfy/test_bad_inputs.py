@@ -22,7 +22,7 @@ import pytest
 from bad_files import bad_tables, eps_sigmas, good_eps_table, table_bytes, write_oversized
 from comfy_server import http_json
 from test_server import finished, post
-from workflows import WORKFLOWS, api_prompt, link
+from workflows import TABLE_DEMO, WORKFLOWS, api_prompt, link
 
 EPS_TABLE = "bundled: demo_eps"
 FLOW_TABLE = "bundled: demo_flow"
@@ -358,7 +358,7 @@ def test_every_bad_prompt_then_a_good_one(server, bad_files):
     assert not (server.base / "x.safetensors").exists() and not (server.base / "models" / "x.safetensors").exists()
     assert not list((server.base / "models" / "vrg").rglob("*.tmp"))
 
-    good = api_prompt(WORKFLOWS["vrg_demo_cpu"])
+    good = api_prompt(WORKFLOWS[TABLE_DEMO])
     profile = next(node for node in good.values() if node["class_type"] == "VRGProfile")
     profile["inputs"]["seed"] = 1  # not the cached result of an earlier run: the whole graph runs again
     entry = finished(server, post(server, good)["prompt_id"])

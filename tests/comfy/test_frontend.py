@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from comfy_server import PACK, http_json
-from workflows import NODE_IDS, WORKFLOWS, api_prompt
+from workflows import NODE_IDS, SEARCH_DEMO, TABLE_DEMO, WORKFLOWS, api_prompt
 
 APP_READY = "window.app && window.app.graph && window.LiteGraph && window.app.canvas"
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
@@ -56,7 +56,7 @@ def test_frontend_loads_registers_nodes_and_templates(server, template_files):
             added = await browser.evaluate(ADD_NODE)
             assert added["category"] == "sampling/vrg" and added["title"] == "VRG Optimize Sigmas"
             assert {"sigmas", "table", "model"} <= set(added["inputs"]) and "gamma" in added["widgets"]
-            for name in sorted(WORKFLOWS, key=lambda n: n == "vrg_demo_cpu"):  # the demo last, for the screenshot
+            for name in sorted(WORKFLOWS, key=lambda n: n == TABLE_DEMO):  # the demo last, for the screenshot
                 nodes = WORKFLOWS[name]
                 loaded = await browser.evaluate(f"({LOAD_TEMPLATE})({json.dumps(name)})")
                 assert inputs_only(loaded["prompt"]) == api_prompt(nodes), f"{name}.json differs from workflows.py"
@@ -75,7 +75,10 @@ RUN_TEMPLATE = """
 (async (name) => {
   const workflow = await (await fetch(`/api/workflow_templates/%s/${name}.json`)).json();
   await app.loadGraphData(workflow);
+  const sizes = Object.fromEntries(app.graph.nodes.filter((n) => n.widgets?.some((w) => w.name === "vrg_chart"))
+    .map((n) => [n.type, [...n.size]]));
   await app.queuePrompt(0, 1);
+  return sizes;
 })
 """ % PACK
 
@@ -92,7 +95,7 @@ CHARTS = """
     out.push({type: n.type, series: chart.querySelectorAll("polyline.vrg-series").length,
               colours: [...chart.querySelectorAll("polyline.vrg-series")].map((p) => p.getAttribute("stroke")),
               hover: [...chart.querySelectorAll("circle.vrg-point > title")].map((t) => t.textContent),
-              width: box.width, height: box.height});
+              width: box.width, height: box.height, size: [...n.size]});
   }
   return out;
 })()
@@ -102,27 +105,29 @@ CHARTS = """
 @pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium")
 def test_vrg_nodes_draw_their_results_as_a_chart_after_a_run(server, template_files):
     """web/vrg_chart.js: after running each CPU template in the browser, its VRG nodes show a vector chart
-    (values on hover, one colour per thing); no JavaScript errors; a screenshot of each."""
+    (values on hover, one colour per thing) in the room they had before the run (no node grows over its
+    neighbours); no JavaScript errors; a screenshot of each."""
     from cdp import Browser
 
-    expected = {"vrg_demo_cpu": {"VRGProfile": ["#2ca02c"], "VRGOptimizeSigmas": ["#787878", "#1f77b4"]},
-                "vrg_search_demo_cpu": {"VRGSearchSchedule": ["#787878", "#d62728"]}}  # base is the best other
+    expected = {TABLE_DEMO: {"VRGProfile": ["#2ca02c"], "VRGOptimizeSigmas": ["#787878", "#1f77b4"]},
+                SEARCH_DEMO: {"VRGSearchSchedule": ["#787878", "#d62728"]}}  # base is the best other
 
     async def session():
         async with Browser(str(CHROMIUM), width=1600, height=1000) as browser:
             await browser.goto(server.url, APP_READY)
             for name, charts in expected.items():
-                await browser.evaluate(f"({RUN_TEMPLATE})({json.dumps(name)})")
-                found = []
+                sizes = await browser.evaluate(f"({RUN_TEMPLATE})({json.dumps(name)})")
+                assert set(sizes) >= set(charts), f"{name}: room for a chart on {sorted(sizes)} only"
+                drawn = {}
                 for _ in range(600):  # the run, then the chart
                     await asyncio.sleep(0.5)
-                    found = await browser.evaluate(CHARTS)
-                    if {c["type"] for c in found} >= set(charts):
+                    drawn = {c["type"]: c for c in await browser.evaluate(CHARTS) if c["series"]}
+                    if set(drawn) >= set(charts):
                         break
-                by_type = {c["type"]: c for c in found}
-                assert set(by_type) >= set(charts), f"{name}: charts on {sorted(by_type)} only"
+                assert set(drawn) >= set(charts), f"{name}: charts on {sorted(drawn)} only"
                 for node_type, colours in charts.items():
-                    chart = by_type[node_type]
+                    chart = drawn[node_type]
+                    assert chart["size"] == sizes[node_type], f"{node_type} grew in the run"
                     assert chart["colours"] == colours and chart["width"] > 100 and chart["height"] > 100, chart
                     assert chart["hover"] and all(": " in t for t in chart["hover"]), chart["hover"][:3]
                 await asyncio.sleep(1)

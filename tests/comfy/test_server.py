@@ -9,9 +9,8 @@ import pytest
 from PIL import Image
 
 from comfy_server import http_json
-from workflows import DEMO_TABLE, WORKFLOWS, api_prompt
+from workflows import CHECKPOINT_TEMPLATES, DEMO_TABLE, SEARCH_DEMO, TABLE_DEMO, WORKFLOWS, api_prompt
 
-TEMPLATES = ["vrg_sd15", "vrg_sdxl", "vrg_flux_dev"]
 
 
 def post(server, prompt: dict) -> dict:
@@ -38,10 +37,10 @@ def node_ids(name: str) -> dict:
 
 def test_demo_workflow_end_to_end(server):
     started = time.monotonic()
-    entry = finished(server, post(server, api_prompt(WORKFLOWS["vrg_demo_cpu"]))["prompt_id"])
+    entry = finished(server, post(server, api_prompt(WORKFLOWS[TABLE_DEMO]))["prompt_id"])
     print(f"\ndemo workflow over HTTP: {time.monotonic() - started:.1f} s from POST /prompt to its history entry")
     assert entry["status"]["status_str"] == "success", entry["status"]
-    ids, outputs = node_ids("vrg_demo_cpu"), entry["outputs"]
+    ids, outputs = node_ids(TABLE_DEMO), entry["outputs"]
     optimized = outputs[ids["optimize"]]
     base, sigmas = optimized["base_sigmas"], optimized["sigmas"]
     assert sigmas != base and sigmas[0] == base[0] and sigmas[-1] == base[-1] == 0
@@ -67,7 +66,7 @@ def test_demo_workflow_end_to_end(server):
     assert entry["outputs"]["3"]["text"][0].startswith("VRG1:")
 
 
-@pytest.mark.parametrize("name", TEMPLATES)
+@pytest.mark.parametrize("name", CHECKPOINT_TEMPLATES.values())
 def test_templates_pass_prompt_validation(server, template_files, name):
     """The real host accepts each template (model files named as in the template, not real weights)."""
     answer = post(server, api_prompt(WORKFLOWS[name]))
@@ -81,22 +80,22 @@ def test_templates_pass_prompt_validation(server, template_files, name):
 def test_search_demo_workflow_end_to_end_and_cached_on_the_second_run(server):
     import json
 
-    ids = node_ids("vrg_search_demo_cpu")
+    ids = node_ids(SEARCH_DEMO)
     (server.base / "models" / "vrg" / "vrg_search_cache.json").unlink(missing_ok=True)  # other tests ran it too
     started = time.monotonic()
-    entry = finished(server, post(server, api_prompt(WORKFLOWS["vrg_search_demo_cpu"]))["prompt_id"])
+    entry = finished(server, post(server, api_prompt(WORKFLOWS[SEARCH_DEMO]))["prompt_id"])
     print(f"\nVRG+ search workflow over HTTP: {time.monotonic() - started:.1f} s")
     assert entry["status"]["status_str"] == "success", entry["status"]
     searched = entry["outputs"][ids["search"]]
     assert 0 < searched["evaluations"][0] <= 2000 and searched["images"]
     base, best_other, plus = searched["total_error"]
     assert plus <= best_other <= base  # the closest to the converged result of every schedule it measured
-    for save in ("save", "save_karras"):
+    for save in ("save", "save_before"):
         assert len(entry["outputs"][ids[save]]["images"]) == 8
     cache = json.loads((server.base / "models" / "vrg" / "vrg_search_cache.json").read_text())
     assert [r["sigmas"] for r in cache["searches"].values()] == [searched["sigmas"]]
 
-    prompt = api_prompt(WORKFLOWS["vrg_search_demo_cpu"])
+    prompt = api_prompt(WORKFLOWS[SEARCH_DEMO])
     prompt[ids["ksampler"]]["inputs"]["seed"] = 1  # a changed graph, so the search node runs again
     prompt[ids["search"]]["inputs"]["batch_size"] = 8  # not part of the cache key
     again = finished(server, post(server, prompt)["prompt_id"])

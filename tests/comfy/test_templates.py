@@ -1,18 +1,18 @@
-"""The three real-model templates (example_workflows/vrg_sd15, vrg_sdxl, vrg_flux_dev) executed end to end over HTTP.
+"""The three checkpoint templates (SD1.5, SDXL, Flux dev: VRG+ search, AFTER and BEFORE) executed end to end over HTTP.
 
-Stand-in weights, at sizes a 2-core CPU runs in seconds (the widgets of image size, grid, samples
-and steps are lowered; the graph is the template's):
+Stand-in weights, at sizes a 2-core CPU runs in seconds (the widgets of latent size, steps and
+search budget are lowered; the graph is the template's):
 
-* vrg_sd15: a checkpoint written with ComfyUI's own `comfy.sd.save_checkpoint` under the name the
+* SD1.5: a checkpoint written with ComfyUI's own `comfy.sd.save_checkpoint` under the name the
   template references (v1-5-pruned-emaonly.safetensors): random weights, ComfyUI's SD1.5 UNet
   shrunk to one level (ComfyUI's detection needs 320 channels and context 768, not the depth), the
   full-size CLIP-L and SD VAE classes. The real CheckpointLoaderSimple detects and loads it.
-* vrg_sdxl, vrg_flux_dev: ComfyUI's checkpoint detection accepts no small file for these (SDXL
+* SDXL, Flux dev: ComfyUI's checkpoint detection accepts no small file for these (SDXL
   needs its 2.6 B-parameter transformer depth [0, 0, 2, 2, 10, 10] or an SDXL-class variant of
   0.5 B+, plus CLIP-G; Flux fixes its 3072-wide blocks and needs T5-XXL, 4.7 B parameters), so by
   default the loader and the text encoders are replaced by the test family node (`families.py`:
   ComfyUI's SDXL / Flux classes, tiny) and everything after them is the template's graph as shipped.
-* With VRG_LARGE_TESTS=1, vrg_sdxl also runs unchanged through CheckpointLoaderSimple: a 2.7 GB
+* With VRG_LARGE_TESTS=1, the SDXL template also runs unchanged through CheckpointLoaderSimple: a 2.7 GB
   checkpoint ComfyUI detects as KOALA_700M (its smallest SDXL-class config: model_base.SDXL,
   SDXL's CLIP-L + CLIP-G, latent format and sampling), about a minute on 2 cores, 6 GB of memory.
 """
@@ -25,13 +25,12 @@ import numpy as np
 import pytest
 import torch
 
-from families import FAMILIES, IMAGES, SIZE
+from families import FAMILIES, SIZE
 from test_families import execute
-from workflows import TEMPLATE_MODELS, WORKFLOWS, Link
+from workflows import CHECKPOINT_TEMPLATES, TEMPLATE_MODELS, WORKFLOWS, Link
 
-SMALL = {"VRGLoadImageSet": {"folder": IMAGES, "count": 4, "width": SIZE, "height": SIZE},
-         "VRGProfile": {"grid_size": 8, "samples_per_level": 2, "batch_size": 8},
-         "BasicScheduler": {"steps": 4},
+STEPS = 3
+SMALL = {"VRGSearchSchedule": {"steps": STEPS, "evaluations": 300, "batch_size": 8}, "KSampler": {"steps": STEPS},
          "EmptyLatentImage": {"width": SIZE, "height": SIZE}, "EmptySD3LatentImage": {"width": SIZE, "height": SIZE}}
 
 
@@ -137,28 +136,30 @@ def sd15_checkpoint(family_server, comfy):
     return path
 
 
-def check_template_run(out: dict, kind: str, steps: int) -> None:
-    optimized = out["optimize"]
-    base, sigmas = np.array(optimized["base_sigmas"]), np.array(optimized["sigmas"])
-    assert len(sigmas) == steps + 1 and sigmas[0] == base[0] and sigmas[-1] == 0
-    assert np.all(np.isfinite(sigmas)) and np.all(np.isfinite(optimized["cpe"]))
-    from vrg_core.parameterization import ModelKind
-
-    assert out["profile"]["text"][0].startswith(f"{ModelKind(kind).label} model")
-    assert out["save_table"]["files"] and len(out["save"]["images"]) == 1
+def check_template_run(out: dict) -> None:
+    """The search ran (a schedule of STEPS steps from the base's start to 0, within budget, closest of what it measured)
+    and both branches saved an image."""
+    searched = out["search"]
+    base, sigmas = np.array(searched["base_sigmas"]), np.array(searched["sigmas"])
+    assert len(sigmas) == STEPS + 1 and sigmas[0] == base[0] and sigmas[-1] == 0 and np.all(np.diff(sigmas) < 0)
+    assert 0 < searched["evaluations"][0] <= 300
+    base_error, best_other, plus = searched["total_error"]
+    assert plus <= best_other <= base_error
+    assert searched["text"][0].startswith("VRG+ is ")
+    assert len(out["save"]["images"]) == 1 and len(out["save_before"]["images"]) == 1
 
 
 def test_sd15_template_through_the_real_checkpoint_loader(family_server, sd15_checkpoint):
-    out = execute(family_server, shrunk("vrg_sd15"))
-    check_template_run(out, "eps", 4)
-    assert np.isclose(out["optimize"]["sigmas"][0], 14.6146, rtol=1e-4)  # SD1.5's karras start
+    out = execute(family_server, shrunk(CHECKPOINT_TEMPLATES["sd15"]))
+    check_template_run(out)
+    assert np.isclose(out["search"]["sigmas"][0], 14.6146, rtol=1e-4)  # SD1.5's karras start
 
 
-@pytest.mark.parametrize("name, family, kind", [("vrg_sdxl", "sdxl", "eps"), ("vrg_flux_dev", "flux_dev", "const")])
-def test_sdxl_and_flux_templates_after_a_stand_in_loader(family_server, name, family, kind):
-    assert FAMILIES[family].kind == kind
-    out = execute(family_server, with_family_loader(shrunk(name), family))
-    check_template_run(out, kind, 4)
+@pytest.mark.parametrize("family, stand_in, kind", [("sdxl", "sdxl", "eps"), ("flux", "flux_dev", "const")])
+def test_sdxl_and_flux_templates_after_a_stand_in_loader(family_server, family, stand_in, kind):
+    assert FAMILIES[stand_in].kind == kind
+    out = execute(family_server, with_family_loader(shrunk(CHECKPOINT_TEMPLATES[family]), stand_in))
+    check_template_run(out)
 
 
 @pytest.mark.skipif(os.environ.get("VRG_LARGE_TESTS") != "1",
@@ -168,8 +169,8 @@ def test_sdxl_template_through_the_real_checkpoint_loader(family_server, comfy):
     path = checkpoint_path(family_server, "sdxl")
     write_sdxl_class_checkpoint(path)
     try:
-        out = execute(family_server, shrunk("vrg_sdxl"), timeout=1800)
+        out = execute(family_server, shrunk(CHECKPOINT_TEMPLATES["sdxl"]), timeout=1800)
     finally:
         path.unlink()
-    check_template_run(out, "eps", 4)
-    assert np.isclose(out["optimize"]["sigmas"][0], 14.6146, rtol=1e-4)
+    check_template_run(out)
+    assert np.isclose(out["search"]["sigmas"][0], 14.6146, rtol=1e-4)

