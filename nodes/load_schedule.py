@@ -66,8 +66,11 @@ class VRGLoadSchedule(io.ComfyNode):
         check_choice("base_scheduler", base_scheduler, base_scheduler_names())
         table = load_bundled_table(schedule)
         if model is None:
-            warnings = []
-            base = spec_base_schedule(table.kind, bundled_entry(schedule)["sampling"], base_scheduler, steps)
+            entry = bundled_entry(schedule)
+            warnings = [f"no model connected, so this schedule was not checked against yours: it is for "
+                        f"{table.kind.label} models ({entry['model']}, sigma {entry['sigma_max']:.4g} to "
+                        f"{entry['sigma_min']:.4g}); connect your model to check it"]
+            base = spec_base_schedule(table.kind, entry["sampling"], base_scheduler, steps)
         else:
             warnings = table_warnings(table, model)
             base = comfy.samplers.calculate_sigmas(model.get_model_object("model_sampling"), base_scheduler, steps)

@@ -233,12 +233,13 @@ def test_load_schedule_precomputed_and_on_the_fly(run, demo, comfy):
     out = run("VRGLoadSchedule", schedule="demo_eps", base_scheduler="karras", steps=10)
     assert out[0].tolist() == pytest.approx(stored["sigmas"], rel=1e-6) and "precomputed" in out.ui["text"][0]
     assert out[1].kind.value == "eps"
+    assert "no model connected" in out.ui["text"][1] and "for eps models" in out.ui["text"][1]  # not silent
     fresh = run("VRGLoadSchedule", schedule="demo_eps", base_scheduler="karras", steps=60, model=demo["model"])
     base = base_sigmas(demo["model"], "karras", 60)
     assert len(fresh[0]) == 61 and fresh[0][0] == base[0] and not torch.equal(fresh[0], base)
-    assert "precomputed" not in fresh.ui["text"][0]
-    flow = run("VRGLoadSchedule", schedule="demo_flow", base_scheduler="simple", steps=13)[0]
-    assert flow[0] == 1.0 and flow[-1] == 0
+    assert "precomputed" not in fresh.ui["text"][0] and len(fresh.ui["text"]) == 1
+    flow = run("VRGLoadSchedule", schedule="demo_flow", base_scheduler="simple", steps=13)
+    assert flow[0][0] == 1.0 and flow[0][-1] == 0 and "for flow (const) models" in flow.ui["text"][1]
 
 
 def test_bundle_schedules_match_the_host(comfy):
