@@ -8,6 +8,8 @@ an error made early is carried to the end as the model carries it.
 
 from __future__ import annotations
 
+import bisect
+
 import numpy as np
 import torch
 from scipy.optimize import minimize
@@ -47,15 +49,16 @@ def linearised_error(sigmas: np.ndarray, teacher: Teacher, sampler: Sampler, res
     start is the teacher's state at σ_0 (exact when σ_0 is the teacher's own start).
     """
     G = len(teacher.grid)
-    levels = -np.log(teacher.grid)  # ascending
-    basis = torch.eye(2 * G, dtype=torch.float64)
+    levels = (-np.log(teacher.grid)).tolist()  # ascending
 
     def teacher_vectors(sigma: float) -> tuple[torch.Tensor, torch.Tensor, float]:
-        position = float(np.interp(-np.log(max(sigma, 1e-300)), levels, np.arange(G)))
+        position = grid_position(float(-np.log(max(sigma, 1e-300))), levels)
         i = min(int(position), G - 2)
         f = position - i
-        x, d = (1 - f) * basis[i] + f * basis[i + 1], (1 - f) * basis[G + i] + f * basis[G + i + 1]
-        return x[None], d[None], (1 - f) * response[i] + f * response[i + 1]
+        vectors = np.zeros((2, 2 * G))
+        vectors[0, i], vectors[0, i + 1], vectors[1, G + i], vectors[1, G + i + 1] = 1 - f, f, 1 - f, f
+        x, d = torch.from_numpy(vectors)[:, None]
+        return x, d, (1 - f) * response[i] + f * response[i + 1]
 
     def model(state: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
         x, d, j = teacher_vectors(float(sigma.reshape(-1)[0]))
@@ -66,6 +69,16 @@ def linearised_error(sigmas: np.ndarray, teacher: Teacher, sampler: Sampler, res
         final = sampler.run(model, start, sigmas)[0].numpy().copy()
     final[2 * G - 1] -= 1.0  # against the teacher's final sample D_{G-1}
     return float(final @ teacher.gram @ final / teacher.numel)
+
+
+def grid_position(level: float, levels: list[float]) -> float:
+    """`np.interp(level, levels, range(len(levels)))` for one `level` (ascending `levels`), with its arithmetic."""
+    j = bisect.bisect_right(levels, level) - 1
+    if j < 0:
+        return 0.0
+    if j == len(levels) - 1 or levels[j] == level:
+        return float(j)
+    return 1.0 / (levels[j + 1] - levels[j]) * (level - levels[j]) + j
 
 
 def refine(start: np.ndarray, teacher: Teacher, sampler: Sampler, response: np.ndarray, table: ErrorTable | None,
