@@ -278,6 +278,27 @@ def mean_std(values, fmt: str = ".4g") -> str:
     return f"{v.mean():{fmt}} ± {v.std():.2g}" if len(v) > 1 else f"{v.mean():{fmt}}"
 
 
+def summary(results: dict) -> list[str]:
+    """Per method, paired with VRG+ at the default budget over every cell and seed: geometric-mean ratio, wins."""
+    reference = f"VRG+ ({results['evaluations']})"
+    ratios: dict[str, list[float]] = {}
+    for s in results["subjects"]:
+        for c in s["cells"]:
+            for label, vals in c["rows"].items():
+                ratios.setdefault(label, []).extend(
+                    v["distance"] / r["distance"] for v, r in zip(vals, c["rows"][reference]))
+    lines = [f"## Summary: distance / {reference}'s, paired (every cell and seed)", "",
+             "| method | geometric mean ratio | lower / equal / higher | per-cell mean ratios |", "|---|---|---|---|"]
+    for label, r in ratios.items():
+        r = np.asarray(r)
+        cells = np.exp(np.log(r).reshape(-1, len(results["seeds"])).mean(axis=1))
+        lines.append(f"| {label} | {np.exp(np.log(r).mean()):.3f} | {(r < 1 - 1e-9).sum()} / "
+                     f"{(np.abs(r - 1) <= 1e-9).sum()} / {(r > 1 + 1e-9).sum()} | "
+                     f"{' '.join(f'{x:.2f}' for x in cells)} |")
+    return lines + ["", "Cells in order: " + ", ".join(
+        f"{s['name']} {c['sampler']}/{c['steps']}" for s in results["subjects"] for c in s["cells"]), ""]
+
+
 def report(results: dict) -> str:
     lines = [f"# VRG+ (linearised Nelder–Mead) vs LD3-style gradient refinement — `{results['command']}`", "",
              f"{results['backend']}, {results['date']}, {results['seconds'] / 60:.0f} min, torch on 1 thread. "
@@ -286,6 +307,16 @@ def report(results: dict) -> str:
              "samples (DPM++2M, 200 steps) from the same noise, with ComfyUI's sampler on each schedule; mean ± std "
              "over seeds. evaluations = latent-evaluations (backward = 2x forward), mean over seeds; wall = seconds "
              f"per seed (mean). LD3: Adam, lr {results['lr']} cosine-decayed, teacher DPM++2M on the {DEFAULT_GRID}-point grid.", ""]
+    lines += ["Evaluation accounting (N steps, one model call a step for both samplers): VRG+ counts its own "
+              "(`SearchResult.evaluations`: teacher samples × (grid + checks × N)). LD3 with E evaluations: "
+              "B = clip(E // 160, 4, 100) teacher noises × 40 grid calls; LD3 from pool adds "
+              f"(pool size) × {SELECT_SAMPLES} × N to pick the start; each Adam iteration on a minibatch of m "
+              "(4 for E ≤ 5000, else 10) costs (1 + 2) × m × N (forward, backward = 2x); a final check of the start "
+              "and the last iterate on all B noises costs 2 × B × N; the iterations are as many as fit. VRG+ → LD3 "
+              "rows: VRG+'s own evaluations plus LD3's on the rest of the total (its own teacher, VRG+'s is not "
+              "reused). The held-out scoring and the per-cell sampler check are not counted (they are the "
+              "benchmark, not the method).", ""]
+    lines += summary(results)
     for s in results["subjects"]:
         lines += [f"## {s['title']}", ""]
         for c in s["cells"]:
