@@ -154,3 +154,12 @@ def test_vrg_plus_report_states_the_targets():
     assert "vs best other schedule ays_sd1 0.01: -20.0 % (closest of all)" in text
     assert "held-out best of its measured schedules in 1/2 searches (refined1:dp@0 vs ays_sd1)" in text
     assert "VRG+ seed 0 0.008 (+2.6 % above)" in text
+
+
+def test_selection_noise_counts_draws_that_rank_two_schedules_the_other_way_round():
+    from benchmarks.selection import misranked
+
+    assert misranked(np.full(50, -1.0), 5) == 0.0  # every noise agrees
+    mixed = np.r_[np.full(60, -1.0), np.full(40, 1.0)]  # mean −0.2: the first is better on average
+    few, many = misranked(mixed, 3), misranked(mixed, 300)
+    assert 0.25 < few < 0.45 and many < 0.01  # 3 noises: P(at least 2 of 3 are +1) = 0.352
