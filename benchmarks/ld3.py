@@ -36,7 +36,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -51,7 +50,7 @@ from vrg_core.parameterization import noise_level_grid
 from vrg_core.search import DEFAULT_EVALUATIONS, DEFAULT_GRID, sample, usable
 
 from .backend import load_backend
-from .quality import RESULTS, log
+from .quality import RESULTS, command_line, log
 from .subjects import demo_subject
 from .vrg_plus import BASE, NAMES, HeldOut, base_sigmas, candidates, search, search_sampler
 
@@ -359,8 +358,7 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(a.threads)
     t0 = time.perf_counter()
     backend = load_backend()
-    command = " ".join(["python -m benchmarks.ld3", *(sys.argv[1:] if argv is None else argv)])
-    results = {"command": ("COMFYUI_PATH=<ComfyUI> " if backend.name == "comfyui" else "") + command,
+    results = {"command": command_line("ld3", backend, argv),
                "backend": backend.version, "date": time.strftime("%Y-%m-%d"), "seeds": a.seeds,
                "samples": a.samples, "evaluations": a.evaluations, "large": a.large, "lr": a.lr, "subjects": []}
     for name in a.subjects.split(","):

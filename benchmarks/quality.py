@@ -78,6 +78,12 @@ def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
+def command_line(module: str, backend, argv: list[str] | None) -> str:
+    """How a benchmark run was started, for its results (the ComfyUI path as a placeholder)."""
+    return (("COMFYUI_PATH=<ComfyUI> " if backend.name == "comfyui" else "")
+            + " ".join([f"python -m benchmarks.{module}", *(sys.argv[1:] if argv is None else argv)]))
+
+
 class Runner:
     """Samples one subject, one sample set per seed; identical (sampler, σ) runs are done once."""
 
@@ -235,8 +241,7 @@ def main(argv: list[str] | None = None) -> None:
         log(f"loaded {name}")
     results = {"config": dataclasses.asdict(cfg), "backend": backend.version,
                "python": platform.python_version(), "torch": torch.__version__, "threads": a.threads,
-               "command": ("COMFYUI_PATH=<ComfyUI> " if backend.name == "comfyui" else "")
-               + "python -m benchmarks.quality " + " ".join(sys.argv[1:] if argv is None else argv),
+               "command": command_line("quality", backend, argv),
                "subjects": []}
     for subject in subjects:
         results["subjects"].append(run_subject(backend, subject, cfg))

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -47,7 +46,7 @@ from vrg_core.search import DEFAULT_EVALUATIONS, DEFAULT_VARIANCE_WEIGHT, search
 from vrg_core.search.samplers import HOST_SAMPLERS
 
 from .backend import Unavailable, load_backend
-from .quality import RESULTS, log
+from .quality import RESULTS, command_line, log
 from .subjects import demo_subject
 
 BASE = {"eps": "karras", "flow": "simple"}
@@ -272,8 +271,7 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(a.threads)
     t0 = time.perf_counter()
     backend = load_backend()
-    command = " ".join(["python -m benchmarks.vrg_plus", *(sys.argv[1:] if argv is None else argv)])
-    results = {"command": ("COMFYUI_PATH=<ComfyUI> " if backend.name == "comfyui" else "") + command,
+    results = {"command": command_line("vrg_plus", backend, argv),
                "backend": backend.version, "date": time.strftime("%Y-%m-%d"), "seeds": a.seeds,
                "samples": a.samples, "evaluations": a.evaluations, "subjects": []}
     for name in a.subjects.split(","):
