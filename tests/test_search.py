@@ -236,6 +236,22 @@ def test_linearised_error_is_exact_for_a_linear_model():
         assert linearised_error(sigmas, teacher, sampler, 0 * c) != pytest.approx(error, rel=0.05)
 
 
+def test_linearised_error_in_numpy_equals_the_sampler_functions_run():
+    """Euler's and DPM++2M's step in numpy (`Sampler.linear_step`) gives what the sampler function gives on the
+    coefficient vectors, off-grid sigmas and a σ_0 below the teacher's start included."""
+    denoise = gaussian_denoiser(SCALE)
+    grid = noise_level_grid(0.03, 10.0, 30, ModelKind.EPS)[::-1].copy()
+    teacher = run_teacher(denoise, start_noise()(6, 10.0), grid, 4, lambda count: None)
+    response = np.linspace(0.0, 1.0, len(grid))
+    for name in ("euler", "dpmpp_2m"):
+        sampler = as_sampler(name)
+        assert sampler.linear_step == name
+        by_function = dataclasses.replace(sampler, linear_step=None)
+        for sigmas in (np.array([10.0, 3.3, 0.71, 0.2, 0.031, 0.0]), np.array([6.0, 2.0, 1.1, 0.02, 0.0])):
+            fast = linearised_error(sigmas, teacher, sampler, response)
+            assert fast == pytest.approx(linearised_error(sigmas, teacher, by_function, response), rel=1e-12)
+
+
 def test_response_curve_pools_and_falls_back_to_the_nearest_row():
     rows = np.array([[2.0, 1.0, 4.0], [3.0, 3.0, 4.0], [40.0, 9.0, 10.0]])
     j = response_curve(rows, 50, width=1.0)

@@ -60,7 +60,7 @@ __all__ = ["SAMPLERS", "Sampler", "as_sampler", "METHOD", "MAX_STEPS", "DEFAULT_
            "plan_for", "run_teacher", "check", "sample", "step_coefficients", "step_errors", "best_path",
            "linearised_error", "refine", "response_curve", "propagated_variance", "error_survival"]
 
-METHOD = 4  # raised whenever the search changes, so a cached result of an older search is not reused
+METHOD = 6  # raised whenever the search changes, so a cached result of an older search is not reused
 MAX_STEPS = 50
 DEFAULT_EVALUATIONS = 2000
 DEFAULT_GRID = 40

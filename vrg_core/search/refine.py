@@ -15,6 +15,7 @@ import torch
 from scipy.optimize import minimize
 
 from ..error_table import ErrorTable
+from .coefficients import step_coefficients
 from .samplers import Sampler
 from .survival import propagated_variance
 from .teacher import Teacher
@@ -41,34 +42,63 @@ def response_curve(rows: np.ndarray, size: int, width: float = RESPONSE_WIDTH) -
 def linearised_error(sigmas: np.ndarray, teacher: Teacher, sampler: Sampler, response: np.ndarray) -> float:
     """Squared error per dimension at the final sample of `sampler` on `sigmas`, from the teacher's Gram matrix alone.
 
-    The sampler's own function runs on coefficient vectors over the teacher's vectors (X_0..,
-    D_0..): the model's prediction at a state is the teacher's prediction at that σ plus
+    The sampler runs on coefficient vectors over the teacher's vectors (X_0.., D_0..): the
+    model's prediction at a state is the teacher's prediction at that σ plus
     j(σ)·(state − teacher's state) (`response_curve`), which is linear, so the run is exact for
     a model that responds so. Teacher vectors between grid points (a multi-stage sampler's
     in-between calls too) are interpolated linearly in log σ, and held below the grid. The
-    start is the teacher's state at σ_0 (exact when σ_0 is the teacher's own start).
+    start is the teacher's state at σ_0 (exact when σ_0 is the teacher's own start). The run is
+    the sampler's own function (`function_run`), or, for a sampler whose step is one of vrg_core's
+    own (`Sampler.linear_step`), that step in numpy (`linear_run`: the same to rounding, ~10× faster).
     """
     G = len(teacher.grid)
     levels = (-np.log(teacher.grid)).tolist()  # ascending
 
-    def teacher_vectors(sigma: float) -> tuple[torch.Tensor, torch.Tensor, float]:
+    def at(sigma: float) -> tuple[int, float, float]:
+        """(i, f, j): σ lies a fraction f of the way from grid point i to i + 1 (log σ); j, the response there."""
         position = grid_position(float(-np.log(max(sigma, 1e-300))), levels)
         i = min(int(position), G - 2)
         f = position - i
-        vectors = np.zeros((2, 2 * G))
-        vectors[0, i], vectors[0, i + 1], vectors[1, G + i], vectors[1, G + i + 1] = 1 - f, f, 1 - f, f
-        x, d = torch.from_numpy(vectors)[:, None]
-        return x, d, (1 - f) * response[i] + f * response[i + 1]
+        return i, f, (1 - f) * response[i] + f * response[i + 1]
 
-    def model(state: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-        x, d, j = teacher_vectors(float(sigma.reshape(-1)[0]))
-        return d + j * (state - x)
-
-    start, _, _ = teacher_vectors(float(sigmas[0]))
-    with torch.no_grad():
-        final = sampler.run(model, start, sigmas)[0].numpy().copy()
+    final = (linear_run if sampler.linear_step else function_run)(np.asarray(sigmas, dtype=np.float64), sampler, at, G)
     final[2 * G - 1] -= 1.0  # against the teacher's final sample D_{G-1}
     return float(final @ teacher.gram @ final / teacher.numel)
+
+
+def teacher_vectors(i: int, f: float, size: int) -> np.ndarray:
+    """[2, 2·size]: the teacher's state and prediction a fraction f of the way from grid point i to i + 1, as
+    coefficients of X_0..X_{size−1}, D_0..D_{size−1}."""
+    vectors = np.zeros((2, 2 * size))
+    vectors[0, i], vectors[0, i + 1], vectors[1, size + i], vectors[1, size + i + 1] = 1 - f, f, 1 - f, f
+    return vectors
+
+
+def function_run(sigmas: np.ndarray, sampler: Sampler, at, size: int) -> np.ndarray:
+    """The final state's coefficients after the sampler's own function on `sigmas` (`linearised_error`)."""
+
+    def model(state: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        i, f, j = at(float(sigma.reshape(-1)[0]))
+        x, d = torch.from_numpy(teacher_vectors(i, f, size))[:, None]
+        return d + j * (state - x)
+
+    i, f, _ = at(float(sigmas[0]))
+    with torch.no_grad():
+        return sampler.run(model, torch.from_numpy(teacher_vectors(i, f, size)[:1]), sigmas)[0].numpy().copy()
+
+
+def linear_run(sigmas: np.ndarray, sampler: Sampler, at, size: int) -> np.ndarray:
+    """The final state's coefficients after `sampler.linear_step`'s steps (`coefficients.step_coefficients`) on
+    `sigmas` (`linearised_error`)."""
+    c_x, c_d, c_old = step_coefficients(sampler.linear_step, np.r_[np.nan, sigmas[:-2]], sigmas[:-1], sigmas[1:])
+    i, f, _ = at(float(sigmas[0]))
+    x, old = teacher_vectors(i, f, size)[0], 0.0
+    for k in range(len(sigmas) - 1):
+        i, f, j = at(float(sigmas[k]))
+        teacher_x, teacher_d = teacher_vectors(i, f, size)
+        d = teacher_d + j * (x - teacher_x)
+        x, old = c_x[k] * x + c_d[k] * d + c_old[k] * old, d
+    return x
 
 
 def grid_position(level: float, levels: list[float]) -> float:

@@ -30,7 +30,9 @@ class Sampler:
     step the dynamic programme proposes paths with; `stochastic` — the real sampler adds noise (the
     schedule is then checked on the noise-free part but not refined on it); `host` — what the
     function may read as `model.inner_model` (ComfyUI's guider), or None; `dtype` — what its
-    arithmetic runs in (float64, or float32 for a function that mixes in float32 constants).
+    arithmetic runs in (float64, or float32 for a function that mixes in float32 constants);
+    `linear_step` — "euler" or "dpmpp_2m" when the function's step is exactly that one of vrg_core's
+    own (`coefficients.step_coefficients`), so the refinement runs it in numpy, or None.
     """
 
     name: str
@@ -41,6 +43,7 @@ class Sampler:
     stochastic: bool = False
     host: Any = None
     dtype: torch.dtype = torch.float64
+    linear_step: str | None = None
 
     def run(self, model: Model, x: torch.Tensor, sigmas) -> torch.Tensor:
         """The noise-free sampler on `sigmas` (descending) from states `x` (float64 result); `model` sees
@@ -63,8 +66,8 @@ class HostModel:
 
 
 BUILTIN = {
-    "euler": Sampler("euler", sample_euler, proxy="euler"),
-    "dpmpp_2m": Sampler("dpmpp_2m", sample_dpmpp_2m),
+    "euler": Sampler("euler", sample_euler, proxy="euler", linear_step="euler"),
+    "dpmpp_2m": Sampler("dpmpp_2m", sample_dpmpp_2m, linear_step="dpmpp_2m"),
     "euler_ancestral": Sampler("euler_ancestral", sample_euler, proxy="euler", stochastic=True),
 }
 SAMPLERS = tuple(BUILTIN)  # what the command line searches for (vrg_core's own samplers)
@@ -127,17 +130,18 @@ class HostSampler:
     proxy: str = "dpmpp_2m"
     stochastic: bool = False
     dtype: torch.dtype = torch.float64
+    linear_step: str | None = None
 
 
 # ComfyUI's samplers the search covers. Stochastic ones run with their noise off (eta 0; ER-SDE's noise
 # scaler the identity); LCM's noise-free counterpart is Euler; *_cfg_pp run as their base sampler.
 HOST_SAMPLERS = {
-    "euler": HostSampler("euler", proxy="euler"),
-    "ddim": HostSampler("ddim", proxy="euler"),
+    "euler": HostSampler("euler", proxy="euler", linear_step="euler"),
+    "ddim": HostSampler("ddim", proxy="euler", linear_step="euler"),  # ComfyUI's ddim runs its Euler
     "heun": HostSampler("heun", calls_per_step=2),
     "dpm_2": HostSampler("dpm_2", calls_per_step=2),
     "lms": HostSampler("lms"),
-    "dpmpp_2m": HostSampler("dpmpp_2m"),
+    "dpmpp_2m": HostSampler("dpmpp_2m", linear_step="dpmpp_2m"),
     "ipndm": HostSampler("ipndm"),
     "ipndm_v": HostSampler("ipndm_v"),
     "deis": HostSampler("deis"),
@@ -160,9 +164,9 @@ HOST_SAMPLERS = {
     "er_sde": HostSampler("er_sde", {"s_noise": 0.0, "noise_sampler": no_noise, "noise_scaler": unscaled},
                           stochastic=True),
     "lcm": HostSampler("euler", proxy="euler", stochastic=True),
-    "euler_cfg_pp": HostSampler("euler", proxy="euler"),
+    "euler_cfg_pp": HostSampler("euler", proxy="euler", linear_step="euler"),
     "euler_ancestral_cfg_pp": HostSampler("euler_ancestral", ETA_0, proxy="euler", stochastic=True),
-    "dpmpp_2m_cfg_pp": HostSampler("dpmpp_2m"),
+    "dpmpp_2m_cfg_pp": HostSampler("dpmpp_2m", linear_step="dpmpp_2m"),
     "dpmpp_2s_ancestral_cfg_pp": HostSampler("dpmpp_2s_ancestral", ETA_0, calls_per_step=2, stochastic=True),
     "res_multistep_cfg_pp": HostSampler("res_multistep"),
     "res_multistep_ancestral_cfg_pp": HostSampler("res_multistep_ancestral", ETA_0, stochastic=True),
@@ -178,4 +182,4 @@ def host_sampler(name: str, function_of: Callable[[str], Callable[..., torch.Ten
                        f"use one of: {', '.join(HOST_SAMPLERS)}")
     spec = HOST_SAMPLERS[name]
     return Sampler(name, function_of(spec.runs), spec.options, spec.calls_per_step, spec.proxy, spec.stochastic, host,
-                   spec.dtype)
+                   spec.dtype, spec.linear_step)
