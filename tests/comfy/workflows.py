@@ -93,7 +93,7 @@ def checkpoint_template(family: str, size: int, cfg: float, steps: int, sampler:
         ("negative", "CLIPTextEncode", {"text": "", "clip": link("checkpoint", 1)}),
         ("empty", "EmptyLatentImage", {"width": size, "height": size, "batch_size": 1}),
         *search_branches("checkpoint", "empty", cond, sampler, scheduler, steps, cfg,
-                         batch_size=8 if size <= 512 else 4, decode="VAEDecode", prefix=f"vrg_{family}"),
+                         batch_size=8 if size <= 512 else 4, decode=vae_decode("checkpoint"), prefix=f"vrg_{family}"),
     ]
 
 
@@ -106,16 +106,24 @@ def flux_template() -> list:
         ("prompt", "CLIPTextEncode", {"text": "a photograph of a lighthouse at dusk", "clip": link("checkpoint", 1)}),
         ("guidance", "FluxGuidance", {"conditioning": link("prompt"), "guidance": 3.5}),
         ("empty", "EmptySD3LatentImage", {"width": 1024, "height": 1024, "batch_size": 1}),
-        *search_branches("checkpoint", "empty", cond, "euler", "simple", 10, 1.0, batch_size=2, decode="VAEDecode",
-                         prefix="vrg_flux"),
+        *search_branches("checkpoint", "empty", cond, "euler", "simple", 10, 1.0, batch_size=2,
+                         decode=vae_decode("checkpoint"), prefix="vrg_flux"),
     ]
 
 
+def vae_decode(checkpoint: str):
+    """The decode node of a latent: VAEDecode with the checkpoint's VAE."""
+    return lambda latent: ("VAEDecode", {"samples": link(latent), "vae": link(checkpoint, 2)})
+
+
+def demo_decode(latent: str) -> tuple:
+    return "VRGDemoDecode", {"latent": link(latent), "scale": 8}
+
+
 def search_branches(model: str, latent: str, cond: dict, sampler: str, scheduler: str, steps: int, cfg: float, *,
-                    batch_size: int, decode: str, prefix: str) -> list:
+                    batch_size: int, decode, prefix: str) -> list:
     """VRG Search Schedule, then AFTER (KSampler, scheduler 'vrg' on its MODEL) and BEFORE (the plain scheduler),
-    each decoded and saved, from the same seed."""
-    decoded = ({"vae": link(model, 2)}, "samples") if decode == "VAEDecode" else ({"scale": 8}, "latent")
+    each decoded (`decode(latent key) -> (class_type, inputs)`) and saved, from the same seed."""
     sampling = {"seed": 0, "steps": steps, "cfg": cfg, "sampler_name": sampler, **cond, "latent_image": link(latent),
                 "denoise": 1.0}
     return [
@@ -124,10 +132,10 @@ def search_branches(model: str, latent: str, cond: dict, sampler: str, scheduler
                                          "batch_size": batch_size, "cfg": cfg, "use_cache": True, "table": "none",
                                          "variance_weight": 0.0, **cond}),
         ("ksampler", "KSampler", {"model": link("search", 1), **sampling, "scheduler": "vrg"}),
-        ("decode", decode, {decoded[1]: link("ksampler"), **decoded[0]}),
+        ("decode", *decode("ksampler")),
         ("save", "SaveImage", {"images": link("decode"), "filename_prefix": f"{prefix}_after"}),
         ("before", "KSampler", {"model": link(model), **sampling, "scheduler": scheduler}),
-        ("decode_before", decode, {decoded[1]: link("before"), **decoded[0]}),
+        ("decode_before", *decode("before")),
         ("save_before", "SaveImage", {"images": link("decode_before"), "filename_prefix": f"{prefix}_before"}),
     ]
 
@@ -147,7 +155,7 @@ def search_demo() -> list:
         ("model", "VRGDemoModel", {"model": "eps"}),
         ("digit", "VRGDemoConditioning", {"digit": "7"}),
         ("empty", "EmptyLatentImage", {"width": 128, "height": 128, "batch_size": 8}),
-        *search_branches("model", "empty", cond, "euler", "karras", 6, 1.0, batch_size=16, decode="VRGDemoDecode",
+        *search_branches("model", "empty", cond, "euler", "karras", 6, 1.0, batch_size=16, decode=demo_decode,
                          prefix="vrg_plus"),
     ]
 
