@@ -52,7 +52,7 @@ from vrg_core.search import DEFAULT_EVALUATIONS, DEFAULT_GRID, sample, usable
 from .backend import load_backend
 from .quality import RESULTS, command_line, log
 from .subjects import demo_subject
-from .vrg_plus import BASE, NAMES, HeldOut, base_sigmas, candidates, search, search_sampler
+from .vrg_plus import BASE, NAMES, HeldOut, base_sigmas, candidates, mean_std, search, search_sampler
 
 SELECT_SAMPLES = 4  # teacher noises on which the pool start is chosen
 BACKWARD_FACTOR = 2  # a backward pass costs twice its forward
@@ -270,11 +270,6 @@ def run_cell(held: HeldOut, subject, sampler: str, steps: int, a) -> dict:
         log(f"{subject.name} {sampler}/{steps} seed {seed}: " + ", ".join(
             f"{k} {v[-1]['distance']:.4g}" for k, v in cell["rows"].items()))
     return cell
-
-
-def mean_std(values, fmt: str = ".4g") -> str:
-    v = np.asarray(values, dtype=np.float64)
-    return f"{v.mean():{fmt}} ± {v.std():.2g}" if len(v) > 1 else f"{v.mean():{fmt}}"
 
 
 def summary(results: dict) -> list[str]:

@@ -8,8 +8,6 @@ an error made early is carried to the end as the model carries it.
 
 from __future__ import annotations
 
-import bisect
-
 import numpy as np
 import torch
 from scipy.optimize import minimize
@@ -52,16 +50,8 @@ def linearised_error(sigmas: np.ndarray, teacher: Teacher, sampler: Sampler, res
     own (`Sampler.linear_step`), that step in numpy (`linear_run`: the same to rounding, ~10× faster).
     """
     G = len(teacher.grid)
-    levels = (-np.log(teacher.grid)).tolist()  # ascending
-
-    def at(sigma: float) -> tuple[int, float, float]:
-        """(i, f, j): σ lies a fraction f of the way from grid point i to i + 1 (log σ); j, the response there."""
-        position = grid_position(float(-np.log(max(sigma, 1e-300))), levels)
-        i = min(int(position), G - 2)
-        f = position - i
-        return i, f, (1 - f) * response[i] + f * response[i + 1]
-
-    final = (linear_run if sampler.linear_step else function_run)(np.asarray(sigmas, dtype=np.float64), sampler, at, G)
+    run = linear_run if sampler.linear_step else function_run
+    final = run(np.asarray(sigmas, dtype=np.float64), teacher, sampler, response)
     final[2 * G - 1] -= 1.0  # against the teacher's final sample D_{G-1}
     return float(final @ teacher.gram @ final / teacher.numel)
 
@@ -74,41 +64,33 @@ def teacher_vectors(i: int, f: float, size: int) -> np.ndarray:
     return vectors
 
 
-def function_run(sigmas: np.ndarray, sampler: Sampler, at, size: int) -> np.ndarray:
+def function_run(sigmas: np.ndarray, teacher: Teacher, sampler: Sampler, response: np.ndarray) -> np.ndarray:
     """The final state's coefficients after the sampler's own function on `sigmas` (`linearised_error`)."""
+    G = len(teacher.grid)
 
     def model(state: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-        i, f, j = at(float(sigma.reshape(-1)[0]))
-        x, d = torch.from_numpy(teacher_vectors(i, f, size))[:, None]
-        return d + j * (state - x)
+        (i,), (f,) = teacher.brackets(np.array([float(sigma.reshape(-1)[0])]))
+        x, d = torch.from_numpy(teacher_vectors(i, f, G))[:, None]
+        return d + float((1 - f) * response[i] + f * response[i + 1]) * (state - x)
 
-    i, f, _ = at(float(sigmas[0]))
+    (i,), (f,) = teacher.brackets(sigmas[:1])
     with torch.no_grad():
-        return sampler.run(model, torch.from_numpy(teacher_vectors(i, f, size)[:1]), sigmas)[0].numpy().copy()
+        return sampler.run(model, torch.from_numpy(teacher_vectors(i, f, G)[:1]), sigmas)[0].numpy().copy()
 
 
-def linear_run(sigmas: np.ndarray, sampler: Sampler, at, size: int) -> np.ndarray:
+def linear_run(sigmas: np.ndarray, teacher: Teacher, sampler: Sampler, response: np.ndarray) -> np.ndarray:
     """The final state's coefficients after `sampler.linear_step`'s steps (`coefficients.step_coefficients`) on
     `sigmas` (`linearised_error`)."""
+    G = len(teacher.grid)
     c_x, c_d, c_old = step_coefficients(sampler.linear_step, np.r_[np.nan, sigmas[:-2]], sigmas[:-1], sigmas[1:])
-    i, f, _ = at(float(sigmas[0]))
-    x, old = teacher_vectors(i, f, size)[0], 0.0
+    lower, frac = teacher.brackets(sigmas[:-1])
+    j = (1 - frac) * response[lower] + frac * response[lower + 1]
+    x, old = teacher_vectors(lower[0], frac[0], G)[0], 0.0
     for k in range(len(sigmas) - 1):
-        i, f, j = at(float(sigmas[k]))
-        teacher_x, teacher_d = teacher_vectors(i, f, size)
-        d = teacher_d + j * (x - teacher_x)
+        teacher_x, teacher_d = teacher_vectors(lower[k], frac[k], G)
+        d = teacher_d + j[k] * (x - teacher_x)
         x, old = c_x[k] * x + c_d[k] * d + c_old[k] * old, d
     return x
-
-
-def grid_position(level: float, levels: list[float]) -> float:
-    """`np.interp(level, levels, range(len(levels)))` for one `level` (ascending `levels`), with its arithmetic."""
-    j = bisect.bisect_right(levels, level) - 1
-    if j < 0:
-        return 0.0
-    if j == len(levels) - 1 or levels[j] == level:
-        return float(j)
-    return 1.0 / (levels[j + 1] - levels[j]) * (level - levels[j]) + j
 
 
 def refine(start: np.ndarray, teacher: Teacher, sampler: Sampler, response: np.ndarray, table: ErrorTable | None,

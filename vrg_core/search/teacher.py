@@ -46,8 +46,9 @@ class Teacher:
     probe: torch.Tensor
 
     def brackets(self, sigma) -> tuple[np.ndarray, np.ndarray]:
-        """(i, f) per σ: it lies a fraction f of the way from grid point i to i + 1, linearly in log σ."""
-        position = np.interp(-np.log(sigma), -np.log(self.grid), np.arange(len(self.grid)))
+        """(i, f) per σ: it lies a fraction f of the way from grid point i to i + 1, linearly in log σ (held at
+        the grid's ends; σ 0 is below it)."""
+        position = np.interp(-np.log(np.maximum(sigma, 1e-300)), -np.log(self.grid), np.arange(len(self.grid)))
         lower = np.minimum(position.astype(int), len(self.grid) - 2)
         return lower, position - lower
 
