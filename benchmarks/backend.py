@@ -1,14 +1,15 @@
 """The samplers and schedulers users run, imported from where they live — never copied here.
 
-* ``comfyui`` (when ``COMFYUI_PATH`` points at a ComfyUI checkout): ComfyUI's own
-  ``comfy.samplers.sampler_object(name)`` (a KSAMPLER wrapping ``comfy.k_diffusion.sampling``,
-  including its initial-noise scaling), its ``comfy.samplers.calculate_sigmas`` schedulers on a real
-  ``comfy.model_sampling`` object, and the AlignYourSteps, GITS (coefficient 1.20) and
-  OptimalSteps (FLUX) nodes for AYS-SD1, GITS and OSS-Flux.
+* ``comfyui`` (when ``COMFYUI_PATH`` points at a ComfyUI checkout): the node pack itself, imported as
+  ComfyUI imports it, says what ComfyUI offers (`nodes/host.py`: schedulers, shipped tables, the
+  KSampler's sigmas, sampler functions) on the demo models' real ComfyUI MODELs, and VRG+ is the
+  search node's own code (`nodes/search.py`); samples come from ComfyUI's own
+  ``comfy.samplers.sampler_object(name)`` (a KSAMPLER, including its initial-noise scaling).
 * ``k-diffusion`` (otherwise; benchmark-only extra): the ``k_diffusion`` package's samplers and its
   Karras / exponential / DiscreteSchedule ("normal") schedules. ComfyUI-only schedulers (beta,
   AYS-SD1, GITS, OSS-Flux) and the ancestral sampler on flow models (k-diffusion's is variance-exploding only)
-  are reported as unavailable; "simple" for flow models uses ``vrg_core.demo.sampling``.
+  are reported as unavailable; "simple" for flow models uses ``vrg_core.demo.sampling``; VRG+ is the
+  command line's search (``vrg_core.demo.host``).
 
 A model is given as ``denoise(x, sigma_batch) -> D`` (sigma_batch of shape [B]).
 """
@@ -16,11 +17,16 @@ A model is given as ``denoise(x, sigma_batch) -> D`` (sigma_batch of shape [B]).
 from __future__ import annotations
 
 import dataclasses
+import importlib
+import importlib.util
 import os
+import pkgutil
 import sys
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Callable
 
+import numpy as np
 import torch
 
 from vrg_core.parameterization import ModelKind
@@ -29,6 +35,8 @@ SAMPLERS = ("euler", "dpmpp_2m", "euler_ancestral")
 EPS_SCHEDULERS = ("normal", "karras", "exponential", "ays_sd1", "beta")
 FLOW_SCHEDULERS = ("simple", "beta")
 Denoise = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+REPO = Path(__file__).resolve().parents[1]
+SEARCH_BATCH = 64  # samples per model call in the benchmarks' searches (results do not depend on it)
 
 
 class Unavailable(Exception):
@@ -61,61 +69,93 @@ def load_backend(prefer: str | None = None):
     return ComfyBackend(path)
 
 
+def import_pack(comfyui: str, name: str = "vrg_pack"):
+    """This repository's node pack imported as ComfyUI imports it (a package), its `vrg_core` being this very
+    `vrg_core` (so results, errors and model kinds are one set of classes); ComfyUI importable, CPU, no server."""
+    if name in sys.modules:
+        return sys.modules[name]
+    if comfyui not in sys.path:
+        sys.path.insert(0, comfyui)
+    from comfy.cli_args import args
+
+    args.cpu = True
+    import vrg_core
+
+    for module in pkgutil.walk_packages(vrg_core.__path__, "vrg_core."):
+        if not module.name.endswith("__main__"):
+            importlib.import_module(module.name)
+    for key, module in list(sys.modules.items()):
+        if key == "vrg_core" or key.startswith("vrg_core."):
+            sys.modules[f"{name}.{key}"] = module
+    spec = importlib.util.spec_from_file_location(name, REPO / "__init__.py", submodule_search_locations=[str(REPO)])
+    pack = importlib.util.module_from_spec(spec)
+    sys.modules[name] = pack
+    spec.loader.exec_module(pack)
+    pack.vrg_core = vrg_core
+    importlib.import_module(f"{name}.nodes")
+    return pack
+
+
 class ComfyBackend:
+    """ComfyUI as a user runs it: every schedule, sampler and search through the node pack's own host module
+    (`nodes/host.py`) and search node (`nodes/search.py`)."""
+
     name = "comfyui"
 
     def __init__(self, path: str):
-        if path not in sys.path:
-            sys.path.insert(0, path)
-        from comfy.cli_args import args
-
-        args.cpu = True
-        import comfy.k_diffusion.sampling  # noqa: F401  (the samplers' home)
-        import comfy.model_sampling as ms
+        self.pack = import_pack(path)
+        self.host = self.pack.nodes.host
         import comfy.samplers as samplers
-        from comfy_extras.nodes_align_your_steps import AlignYourStepsScheduler
-        from comfy_extras.nodes_gits import GITSScheduler
-        from comfy_extras.nodes_optimalsteps import OptimalStepsScheduler
-
-        self._ms, self._samplers, self._ays = ms, samplers, AlignYourStepsScheduler
-        self._gits, self._oss = GITSScheduler, OptimalStepsScheduler
-        self._cache: dict = {}
         import comfyui_version
 
+        self._samplers = samplers
+        self._models: dict = {}
         self.version = f"ComfyUI {comfyui_version.__version__}"
 
+    def model(self, name: str):
+        """Demo model `name` as the real ComfyUI MODEL that VRG Demo Model gives."""
+        if name not in self._models:
+            self._models[name] = self.pack.nodes.demo.comfy_demo_model(name)
+        return self._models[name]
+
     def model_sampling(self, sampling: Sampling):
-        if sampling not in self._cache:
-            ms = self._ms
-            if sampling.kind.is_flow:
-                class MS(ms.ModelSamplingDiscreteFlow, ms.CONST):
-                    pass
-                settings = {"shift": sampling.flow_shift, "multiplier": 1000}
-            else:
-                class MS(ms.ModelSamplingDiscrete, ms.EPS):
-                    pass
-                settings = {"beta_schedule": "linear", "linear_start": 0.00085, "linear_end": 0.012, "timesteps": 1000}
-            self._cache[sampling] = MS(SimpleNamespace(sampling_settings=settings))
-        return self._cache[sampling]
+        """The demo model's own `model_sampling` (EPS: SD1.5's discrete schedule; flow: shift 3)."""
+        return self.model("flow" if sampling.kind.is_flow else "eps").get_model_object("model_sampling")
 
     def scheduler_names(self) -> list[str]:
-        """Every scheduler registered in ComfyUI (other packs' too)."""
-        return list(self._samplers.SCHEDULER_NAMES)
+        """Every scheduler a user could pick (other packs' too), as the search node lists them."""
+        return self.host.base_scheduler_names()
 
     def sigmas(self, sampling: Sampling, scheduler: str, steps: int) -> torch.Tensor:
-        if scheduler == "ays_sd1":
-            if sampling.kind.is_flow:
-                raise Unavailable("AYS-SD1 is for SD1.x (EPS) models")
-            return self._ays.execute("SD1", steps, 1.0).result[0].float()
-        if scheduler == "gits":  # the GITS node's default coefficient, 1.20
-            if sampling.kind.is_flow:
-                raise Unavailable("GITS is for SD1.x-range (EPS) models")
-            return self._gits.execute(1.20, steps, 1.0).result[0].float()
-        if scheduler == "oss_flux":
-            if not sampling.kind.is_flow:
-                raise Unavailable("OSS-Flux is for flow models")
-            return self._oss.execute("FLUX", steps, 1.0).result[0].float()
+        tables = {name: (module, node, arguments) for process in self.host.SHIPPED_TABLES.values()
+                  for name, module, node, arguments in process}
+        if scheduler in tables:
+            process = "flow" if sampling.kind.is_flow else "eps"
+            if scheduler not in {t[0] for t in self.host.SHIPPED_TABLES[process]}:
+                raise Unavailable(f"{scheduler} is not a table for {sampling.kind.label} models")
+            return self.host.shipped_table(*tables[scheduler], steps).float()
         return self._samplers.calculate_sigmas(self.model_sampling(sampling), scheduler, steps).float()
+
+    def candidates(self, sampling: Sampling, steps: int, sampler: str) -> dict[str, np.ndarray]:
+        """Every schedule the search node measures at `steps` for `sampler` (`host.candidate_schedules`)."""
+        return self.host.candidate_schedules(self.model_sampling(sampling), steps, sampler)[0]
+
+    def ksampler_sigmas(self, sampling: Sampling, scheduler: str, steps: int, sampler: str) -> torch.Tensor:
+        """`sigmas` as the stock KSampler hands them to `sampler` (`host.ksampler_sigmas`)."""
+        return self.host.ksampler_sigmas(self.model_sampling(sampling), scheduler, steps, sampler).float()
+
+    def search(self, name: str, digit: int, sampler: str, scheduler: str, steps: int, seed: int, evaluations: int,
+               table=None, variance_weight: float = 0.0):
+        """VRG Search Schedule's own search on demo model `name` prompted with `digit`, cfg 1, no cache:
+        the node's `search_request`, `guided_run` and the engine's `cached_search`, as the node calls them."""
+        search = self.pack.nodes.search
+        model = self.model(name)
+        positive = self.pack.nodes.demo.VRGDemoConditioning.execute(str(digit)).result[0]
+        request, _ = search.search_request(model, (1, 16, 16), sampler, scheduler, steps, seed, evaluations,
+                                           SEARCH_BATCH, 1.0, table, variance_weight)
+        with torch.inference_mode():
+            return self.pack.vrg_core.search.cached_search(request, search.guided_run(model, positive, None, 1.0,
+                                                                                      request))[0]
 
     def guider(self, sampling: Sampling) -> SimpleNamespace:
         """What a sampler function reads of CFGGuider: `.inner_model.model_sampling`, `.model_patcher`."""
@@ -124,18 +164,8 @@ class ComfyBackend:
                                model_patcher=SimpleNamespace(get_model_object=lambda name: ms))
 
     def search_sampler(self, name: str, sampling: Sampling):
-        """The VRG+ search's `Sampler` for ComfyUI's sampler `name` (its own function)."""
-        from vrg_core.search.samplers import host_sampler
-
-        return host_sampler(name, lambda runs: self._samplers.sampler_object(runs).sampler_function,
-                            self.guider(sampling))
-
-    def ksampler_sigmas(self, sampling: Sampling, scheduler: str, steps: int, sampler: str) -> torch.Tensor:
-        """`sigmas` as the stock KSampler hands them to `sampler` (steps + 1, the penultimate dropped, for some)."""
-        if sampler not in self._samplers.KSampler.DISCARD_PENULTIMATE_SIGMA_SAMPLERS:
-            return self.sigmas(sampling, scheduler, steps)
-        s = self.sigmas(sampling, scheduler, steps + 1)
-        return torch.cat([s[:-2], s[-1:]])
+        """The search's `Sampler` for ComfyUI's sampler `name` (`host.comfy_sampler`), outside a guided run."""
+        return self.host.comfy_sampler(name, self.guider(sampling))
 
     def sample(self, sampler: str, denoise: Denoise, noise: torch.Tensor, sigmas: torch.Tensor,
                sampling: Sampling, seed: int) -> torch.Tensor:
@@ -190,6 +220,39 @@ class KDiffusionBackend:
 
             return simple_sigmas(SimpleNamespace(sigmas=table), steps)
         raise Unavailable(f"scheduler {scheduler!r} for {sampling.kind.value} needs ComfyUI (set COMFYUI_PATH)")
+
+    @staticmethod
+    def _demo(sampling: Sampling):
+        from vrg_core.demo import load_demo_model
+
+        return load_demo_model("flow" if sampling.kind.is_flow else "eps")
+
+    def candidates(self, sampling: Sampling, steps: int, sampler: str) -> dict[str, np.ndarray]:
+        """What the command line's search measures: the demo's own schedulers (`demo.host.demo_schedules`)."""
+        from vrg_core.demo.host import demo_schedules
+
+        return demo_schedules(self._demo(sampling), steps)
+
+    def ksampler_sigmas(self, sampling: Sampling, scheduler: str, steps: int, sampler: str) -> torch.Tensor:
+        return torch.from_numpy(self.candidates(sampling, steps, sampler)[scheduler])
+
+    def search_sampler(self, name: str, sampling: Sampling):
+        from vrg_core.search import as_sampler
+
+        return as_sampler(name)
+
+    def search(self, name: str, digit: int, sampler: str, scheduler: str, steps: int, seed: int, evaluations: int,
+               table=None, variance_weight: float = 0.0):
+        """The command line's search (the demo host, `cached_search`) on demo model `name` prompted with `digit`."""
+        from vrg_core.demo import load_demo_model
+        from vrg_core.demo.host import DemoHost, demo_schedules
+        from vrg_core.search import cached_search
+
+        model = load_demo_model(name)
+        host = DemoHost(model, digit)
+        request = host.request(demo_schedules(model, steps)[scheduler], sampler, seed, evaluations, table,
+                               variance_weight, SEARCH_BATCH)
+        return cached_search(request, host.run(seed))[0]
 
     def sample(self, sampler: str, denoise: Denoise, noise: torch.Tensor, sigmas: torch.Tensor,
                sampling: Sampling, seed: int) -> torch.Tensor:

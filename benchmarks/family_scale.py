@@ -108,7 +108,7 @@ def measure(what: str, label: str, batch: int) -> dict:
     """Run in a fresh process: the peak memory `what` (profile | search) adds at `label`'s latent size."""
     from vrg_core.bundle import load_bundled_table
     from vrg_core.parameterization import ModelKind, noise_level_grid
-    from vrg_core.search import MIN_SAMPLES, plan_for
+    from vrg_core.search.schedule_search import MIN_SAMPLES, plan_for
 
     torch.set_num_threads(1)
     shape, kind = SHAPES[label], ModelKind(KINDS[label])
@@ -152,7 +152,7 @@ def measure(what: str, label: str, batch: int) -> dict:
 
 def memory_part() -> None:
     from vrg_core.memory import available_bytes, check_search_memory, profile_bytes, search_bytes
-    from vrg_core.search import DEFAULT_GRID, MIN_SAMPLES
+    from vrg_core.search.schedule_search import DEFAULT_GRID, MIN_SAMPLES
 
     print("\n2. memory the engine adds, per latent element, on a stand-in model (fresh process each)")
     print(f"{'latent':30s} {'what':8s} {'batch':>5s} {'elements':>10s} {'peak added':>10s} {'B/elem':>7s} "

@@ -45,14 +45,15 @@ import numpy as np
 import torch
 
 from vrg_core.demo import make_context
-from vrg_core.demo.sampling import start_noise
+from vrg_core.demo.host import DemoHost, ksampler_start
 from vrg_core.parameterization import noise_level_grid
-from vrg_core.search import DEFAULT_EVALUATIONS, DEFAULT_GRID, sample, usable
+from vrg_core.search import DEFAULT_EVALUATIONS, DEFAULT_GRID, sample
+from vrg_core.search.schedule_search import usable
 
 from .backend import load_backend
-from .quality import RESULTS, command_line, log
+from .common import RESULTS, command_line, log, mean_std
 from .subjects import demo_subject
-from .vrg_plus import BASE, NAMES, HeldOut, base_sigmas, candidates, mean_std, search, search_sampler
+from .vrg_plus import BASE, NAMES, SEARCH_DIGIT, HeldOut, base_sigmas, candidates, search
 
 SELECT_SAMPLES = 4  # teacher noises on which the pool start is chosen
 BACKWARD_FACTOR = 2  # a backward pass costs twice its forward
@@ -68,17 +69,13 @@ class Counter:
 
 
 @dataclasses.dataclass(frozen=True)
-class Teacher:
-    """B starting noises ε (the search's seed) and the teacher's final samples from them."""
+class TeacherTargets:
+    """B starting noises ε (the search's seed) and the teacher's final samples from them: the gradient
+    refinement's targets (the search's own teacher is `vrg_core.search.Teacher`)."""
 
     eps_start: Callable[[int, float], torch.Tensor]
     final: torch.Tensor
     index: torch.Tensor
-
-
-def make_denoise(model):
-    """The search's model call: `denoise(x, σ, index)` with the class label index % 10."""
-    return lambda x, s, i: model.denoise(x, s, make_context(i % 10))
 
 
 def continuous_timestep(sigma: torch.Tensor, log_sigmas: torch.Tensor) -> torch.Tensor:
@@ -89,8 +86,8 @@ def continuous_timestep(sigma: torch.Tensor, log_sigmas: torch.Tensor) -> torch.
     return low.to(level.dtype) + (level - lo) / (hi - lo)
 
 
-def differentiable_denoise(model):
-    """`make_denoise(model)` with the same values, and gradients in σ also through the network's timestep.
+def differentiable_denoise(model, digit: int):
+    """`DemoHost(model, digit).denoise` with the same values, and gradients in σ also through the network's timestep.
 
     The EPS model rounds σ to the nearest table timestep (`discrete_timestep`), which autograd
     sees as constant; the forward pass keeps the rounded timestep and the backward pass goes
@@ -103,20 +100,20 @@ def differentiable_denoise(model):
         if not model.kind.is_flow:
             smooth = continuous_timestep(sigma, model.log_sigmas)
             t = t + (smooth - smooth.detach())
-        out = model.net(model.network_input(x, sigma), t, context=make_context(index % 10)).float()
+        out = model.net(model.network_input(x, sigma), t, context=make_context(torch.full_like(index, digit))).float()
         return x - out * sigma.reshape(-1, 1, 1, 1)
 
     return denoise
 
 
-def run_teacher(model, seed: int, sigma0: float, count: int, counter: Counter) -> Teacher:
-    """DPM++2M on the search's grid (σ_0 down to σ_min, then 0) from `count` noises of `seed`."""
-    start = start_noise(model, seed)
+def teacher_targets(model, digit: int, seed: int, sigma0: float, count: int, counter: Counter) -> TeacherTargets:
+    """DPM++2M on the search's grid (σ_0 down to σ_min, then 0) from `count` noises of `seed`, the KSampler's start."""
+    start = ksampler_start(model, seed)
     grid = noise_level_grid(model.sigma_min, sigma0, DEFAULT_GRID, model.kind)[::-1].copy()
     index = torch.arange(count)
-    final = sample(make_denoise(model), start(count, sigma0), np.append(grid, 0.0), "dpmpp_2m", index)
+    final = sample(DemoHost(model, digit).denoise, start(count, sigma0), np.append(grid, 0.0), "dpmpp_2m", index)
     counter.spend(count * len(grid))
-    return Teacher(start, final.float(), index)
+    return TeacherTargets(start, final.float(), index)
 
 
 def run_sampler(name: str, denoise, x: torch.Tensor, sigmas: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
@@ -139,7 +136,7 @@ def run_sampler(name: str, denoise, x: torch.Tensor, sigmas: torch.Tensor, index
     return x
 
 
-def loss(name: str, denoise, teacher: Teacher, sigmas: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+def loss(name: str, denoise, teacher: TeacherTargets, sigmas: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     """Mean squared distance per dimension of the sampler's output to the teacher's samples `index`."""
     x = teacher.eps_start(len(teacher.index), float(sigmas[0].detach()))[index]
     return (run_sampler(name, denoise, x, sigmas, index) - teacher.final[index].double()).pow(2).mean()
@@ -183,14 +180,14 @@ def select_start(name, denoise, teacher, pool: dict, counter: Counter) -> str:
     return min(errors, key=errors.get)
 
 
-def ld3(model, sampler: str, seed: int, top: float, evaluations: int, lr: float, start: np.ndarray | None = None,
-        pool: dict | None = None) -> dict:
+def ld3(model, digit: int, sampler: str, seed: int, top: float, evaluations: int, lr: float,
+        start: np.ndarray | None = None, pool: dict | None = None) -> dict:
     """LD3-style refinement within `evaluations`, from schedule `start` or the best of `pool` on the teacher
     (whose trajectories start at σ = `top`, the base schedule's σ_0, as the search's)."""
     t0 = time.perf_counter()
-    counter, denoise = Counter(), differentiable_denoise(model)
+    counter, denoise = Counter(), differentiable_denoise(model, digit)
     count, batch = plan(evaluations)
-    teacher = run_teacher(model, seed, top, count, counter)
+    teacher = teacher_targets(model, digit, seed, top, count, counter)
     origin = "VRG+"
     if start is None:
         origin = select_start(sampler, denoise, teacher, pool, counter)
@@ -219,19 +216,19 @@ def ld3(model, sampler: str, seed: int, top: float, evaluations: int, lr: float,
             "evaluations": counter.evaluations, "seconds": time.perf_counter() - t0}
 
 
-def sampler_gap(held: HeldOut, model, sampler: str, searched, sigmas: np.ndarray, seed: int) -> float:
+def sampler_gap(held: HeldOut, model, digit: int, sampler: str, searched, sigmas: np.ndarray, seed: int) -> float:
     """Largest difference between `run_sampler` and the sampler the search runs, on 4 noises (a diagnostic)."""
     index = torch.arange(4)
-    x = start_noise(model, seed)(4, float(sigmas[0]))
+    x = ksampler_start(model, seed)(4, float(sigmas[0]))
     with torch.no_grad():
-        ours = run_sampler(sampler, differentiable_denoise(model), x, torch.as_tensor(sigmas, dtype=torch.float64), index)
-    theirs = sample(make_denoise(model), x, sigmas, searched, index)
+        ours = run_sampler(sampler, differentiable_denoise(model, digit), x, torch.as_tensor(sigmas, dtype=torch.float64), index)
+    theirs = sample(DemoHost(model, digit).denoise, x, sigmas, searched, index)
     return float((ours - theirs).abs().max())
 
 
-def timed_search(subject, base, searched, seed, pool, evaluations) -> tuple:
+def timed_search(backend, subject, sampler: str, steps: int, seed: int, evaluations: int, digit: int) -> tuple:
     t0 = time.perf_counter()
-    r = search(subject, base, searched, seed, pool, evaluations)
+    r = search(backend, subject, sampler, steps, seed, evaluations, digit)
     return r, time.perf_counter() - t0
 
 
@@ -240,9 +237,9 @@ def run_cell(held: HeldOut, subject, sampler: str, steps: int, a) -> dict:
     base = base_sigmas(held.backend, subject, BASE[subject.name], steps, sampler)
     pool = candidates(held.backend, subject, steps, sampler)
     start_pool = {k: s for k, s in {**pool, "base": base}.items() if usable(k, s, steps, float(base[0])) is not None}
-    searched = search_sampler(held.backend, subject, sampler)
+    searched = held.backend.search_sampler(sampler, subject.sampling)
     cell = {"sampler": sampler, "steps": steps, "rows": {}, "runs": [],
-            "sampler_gap": sampler_gap(held, model, sampler, searched, base, 0)}
+            "sampler_gap": sampler_gap(held, model, a.digit, sampler, searched, base, 0)}
     large, half = a.large, a.evaluations // 2
 
     def add(label: str, i: int, sigmas, evaluations: int, seconds: float, **extra) -> None:
@@ -254,17 +251,18 @@ def run_cell(held: HeldOut, subject, sampler: str, steps: int, a) -> dict:
         fixed = {k: held.distance(i, sampler, s) for k, s in start_pool.items()}
         best = min(fixed, key=fixed.get)
         add("best fixed schedule (held-out pick)", i, start_pool[best], 0, 0.0, name=best)
-        r, sec = timed_search(subject, base, searched, seed, pool, a.evaluations)
+        r, sec = timed_search(held.backend, subject, sampler, steps, seed, a.evaluations, a.digit)
         add(f"VRG+ ({a.evaluations})", i, r.sigmas, r.evaluations, sec, chosen=r.chosen)
-        r_large, sec_large = timed_search(subject, base, searched, seed, pool, large)
+        r_large, sec_large = timed_search(held.backend, subject, sampler, steps, seed, large, a.digit)
         add(f"VRG+ ({large})", i, r_large.sigmas, r_large.evaluations, sec_large, chosen=r_large.chosen)
         for budget in (a.evaluations, large):
-            g = ld3(model, sampler, seed, float(base[0]), budget, a.lr, pool=start_pool)
+            g = ld3(model, a.digit, sampler, seed, float(base[0]), budget, a.lr, pool=start_pool)
             add(f"LD3 from pool ({budget})", i, g.pop("sigmas"), g.pop("evaluations"), g.pop("seconds"), **g)
-        r_half, sec_half = timed_search(subject, base, searched, seed, pool, half)
+        r_half, sec_half = timed_search(held.backend, subject, sampler, steps, seed, half, a.digit)
         for first, sec_first, nominal, budget in ((r_half, sec_half, half, a.evaluations),
                                                   (r, sec, a.evaluations, large)):
-            g = ld3(model, sampler, seed, float(base[0]), budget - first.evaluations, a.lr, start=first.sigmas)
+            g = ld3(model, a.digit, sampler, seed, float(base[0]), budget - first.evaluations, a.lr,
+                    start=first.sigmas)
             add(f"VRG+ ({nominal}) → LD3 ({budget} total)", i, g.pop("sigmas"),
                 first.evaluations + g.pop("evaluations"), sec_first + g.pop("seconds"), **g)
         log(f"{subject.name} {sampler}/{steps} seed {seed}: " + ", ".join(
@@ -344,6 +342,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--evaluations", type=int, default=DEFAULT_EVALUATIONS, help="the default budget (2000)")
     ap.add_argument("--large", type=int, default=10 * DEFAULT_EVALUATIONS, help="the large budget (20000)")
     ap.add_argument("--lr", type=float, default=0.05, help="Adam's learning rate on the gap logits")
+    ap.add_argument("--digit", type=int, default=SEARCH_DIGIT, choices=range(10),
+                    help="the prompt VRG+ and LD3 are fitted with (held-out noises: all digits)")
     ap.add_argument("--threads", type=int, default=1)
     a = ap.parse_args(argv)
     if a.quick:

@@ -19,7 +19,6 @@ import argparse
 import dataclasses
 import json
 import platform
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -33,9 +32,9 @@ from vrg_core.optimize import optimize_sigmas
 
 from . import claims, report
 from .backend import EPS_SCHEDULERS, FLOW_SCHEDULERS, SAMPLERS, Unavailable, load_backend
+from .common import RESULTS, command_line, log
 from .subjects import Subject, demo_subject, gmm_subject
 
-RESULTS = Path(__file__).resolve().parent / "results"
 GAMMAS = (0.0, 0.01, 0.02, 0.05, 0.1)
 
 
@@ -72,16 +71,6 @@ class Config:
 
     def samples_for(self, subject: Subject) -> int:
         return self.gmm_samples if subject.name == "gmm" else self.samples
-
-
-def log(msg: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
-
-
-def command_line(module: str, backend, argv: list[str] | None) -> str:
-    """How a benchmark run was started, for its results (the ComfyUI path as a placeholder)."""
-    return (("COMFYUI_PATH=<ComfyUI> " if backend.name == "comfyui" else "")
-            + " ".join([f"python -m benchmarks.{module}", *(sys.argv[1:] if argv is None else argv)]))
 
 
 class Runner:

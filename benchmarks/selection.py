@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from .backend import load_backend
-from .quality import RESULTS, log
+from .common import RESULTS, log
 from .subjects import demo_subject
 from .vrg_plus import HeldOut
 

@@ -38,47 +38,30 @@ import numpy as np
 import torch
 from scipy.optimize import minimize
 
-from vrg_core.demo import make_context
-from vrg_core.demo.sampling import exponential_sigmas, karras_sigmas, simple_sigmas, start_noise
 from vrg_core.errors import VRGError
 from vrg_core.optimize import optimize_sigmas
-from vrg_core.search import DEFAULT_EVALUATIONS, DEFAULT_VARIANCE_WEIGHT, search_schedule
+from vrg_core.search import DEFAULT_EVALUATIONS, DEFAULT_VARIANCE_WEIGHT
 from vrg_core.search.samplers import HOST_SAMPLERS
 
-from .backend import Unavailable, load_backend
-from .quality import RESULTS, command_line, log
+from .backend import load_backend
+from .common import RESULTS, command_line, log, mean_std
 from .subjects import demo_subject
 
 BASE = {"eps": "karras", "flow": "simple"}
-SHIPPED = {"eps": ("ays_sd1", "gits"), "flow": ("oss_flux",)}
+SEARCH_DIGIT = 3  # the one prompt a search is made with (as VRG Demo Conditioning's default); held-out: all digits
 NAMES = {"euler": "Euler", "dpmpp_2m": "DPM++2M", "euler_ancestral": "Euler a"}
 REFERENCE_STEPS = 200
 ORACLE_FACTOR = 50
 
 
 def candidates(backend, subject, steps: int, sampler: str) -> dict[str, np.ndarray]:
-    """Every schedule the search node would offer as a candidate for `sampler` at `steps`, by name."""
-    out = {}
-    if backend.name == "comfyui":
-        names = [n for n in backend.scheduler_names() if n != "vrg"] + list(SHIPPED[subject.name])
-    else:
-        names = ["karras", "exponential", "simple"]
-    model = subject.extra["model"]
-    for name in names:
-        try:
-            out[name] = base_sigmas(backend, subject, name, steps, sampler)
-        except Unavailable:
-            if backend.name != "comfyui":
-                make = {"karras": karras_sigmas, "exponential": exponential_sigmas, "simple": simple_sigmas}[name]
-                out[name] = make(model, steps).double().numpy()
-    return out
+    """Every schedule the search measures as a candidate for `sampler` at `steps`, by name (the node's, with ComfyUI)."""
+    return backend.candidates(subject.sampling, steps, sampler)
 
 
 def base_sigmas(backend, subject, scheduler: str, steps: int, sampler: str) -> np.ndarray:
-    """A scheduler's sigmas as the stock KSampler hands them to `sampler` (shipped tables as their nodes give them)."""
-    if backend.name == "comfyui" and scheduler not in SHIPPED[subject.name]:
-        return backend.ksampler_sigmas(subject.sampling, scheduler, steps, sampler).double().numpy()
-    return backend.sigmas(subject.sampling, scheduler, steps).double().numpy()
+    """A scheduler's sigmas as the stock KSampler hands them to `sampler`."""
+    return backend.ksampler_sigmas(subject.sampling, scheduler, steps, sampler).double().numpy()
 
 
 def stochastic(sampler: str) -> bool:
@@ -86,18 +69,11 @@ def stochastic(sampler: str) -> bool:
     return HOST_SAMPLERS[sampler].stochastic
 
 
-def search_sampler(backend, subject, sampler: str):
-    """ComfyUI's own sampler function for the search, or vrg_core's (k-diffusion backend)."""
-    return backend.search_sampler(sampler, subject.sampling) if backend.name == "comfyui" else sampler
-
-
-def search(subject, base: np.ndarray, sampler, seed: int, pool: dict, evaluations: int, table=None,
-           variance_weight: float = DEFAULT_VARIANCE_WEIGHT):
-    model = subject.extra["model"]
-    with torch.inference_mode():
-        return search_schedule(lambda x, s, i: model.denoise(x, s, make_context(i % 10)), start_noise(model, seed),
-                               base, sampler, model.kind, model.sigma_min, table=table, candidates=pool,
-                               evaluations=evaluations, variance_weight=variance_weight)
+def search(backend, subject, sampler: str, steps: int, seed: int, evaluations: int, digit: int = SEARCH_DIGIT,
+           table=None, variance_weight: float = DEFAULT_VARIANCE_WEIGHT):
+    """VRG+ as a user runs it (with ComfyUI: the search node's own code) from `BASE`, prompted with `digit`."""
+    return backend.search(subject.name, digit, sampler, BASE[subject.name], steps, seed, evaluations, table,
+                          variance_weight)
 
 
 class HeldOut:
@@ -149,15 +125,14 @@ def oracle(held: HeldOut, sampler: str, start: np.ndarray, budget: int) -> tuple
 
 
 def run_cell(held: HeldOut, subject, table, sampler: str, steps: int, a) -> dict:
-    name = subject.name
-    base = base_sigmas(held.backend, subject, BASE[name], steps, sampler)
-    pool = candidates(held.backend, subject, steps, sampler)
-    searched = search_sampler(held.backend, subject, sampler)
+    name, backend = subject.name, held.backend
+    base = base_sigmas(backend, subject, BASE[name], steps, sampler)
+    pool = candidates(backend, subject, steps, sampler)
     schedules = {**pool, "base": base, "vrg": optimize_sigmas(base, table, start="fixed").sigmas}
     cell = {"sampler": sampler, "steps": steps, "searches": [], "rows": {}}
     plus = []
     for i, seed in enumerate(a.seeds):
-        r = search(subject, base, searched, seed, pool, a.evaluations)
+        r = search(backend, subject, sampler, steps, seed, a.evaluations, a.digit)
         plus.append(r.sigmas)
         held_best = None
         if not stochastic(sampler):  # how often the check picks a schedule that is not the best held out
@@ -173,13 +148,14 @@ def run_cell(held: HeldOut, subject, table, sampler: str, steps: int, a) -> dict
     for w in a.variance_weights:
         if w == DEFAULT_VARIANCE_WEIGHT:
             continue
-        found = [search(subject, base, searched, seed, pool, a.evaluations, table, w).sigmas for seed in a.seeds]
+        found = [search(backend, subject, sampler, steps, seed, a.evaluations, a.digit, table, w).sigmas
+                 for seed in a.seeds]
         cell["rows"][f"VRG+ (variance weight {w:g})"] = [held.score(i, sampler, found[i]) for i in range(len(a.seeds))]
     for budget in a.budgets:
         if budget == a.evaluations:
             continue
         try:
-            found = [search(subject, base, searched, seed, pool, budget).sigmas for seed in a.seeds]
+            found = [search(backend, subject, sampler, steps, seed, budget, a.digit).sigmas for seed in a.seeds]
         except VRGError as e:
             log(f"{budget} evaluations: {e}")
             continue
@@ -192,11 +168,6 @@ def run_cell(held: HeldOut, subject, table, sampler: str, steps: int, a) -> dict
     log(f"{name} {sampler}/{steps}: " + ", ".join(
         f"{k} {np.mean([v['distance'] for v in rows]):.3g}" for k, rows in cell["rows"].items()))
     return cell
-
-
-def mean_std(values) -> str:
-    v = np.asarray(values, dtype=np.float64)
-    return f"{v.mean():.4g} ± {v.std():.2g}" if len(v) > 1 else f"{v.mean():.4g}"
 
 
 def report(results: dict) -> str:
@@ -262,6 +233,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--budgets", nargs="*", type=int, default=[], help="other budgets for the budget curve")
     ap.add_argument("--variance-weights", nargs="*", type=float, default=[], help="other VRG variance weights")
     ap.add_argument("--oracle", action="store_true", help="add the oracle (50x budget on the held-out distance)")
+    ap.add_argument("--digit", type=int, default=SEARCH_DIGIT, choices=range(10),
+                    help="the prompt the searches are made with (held-out noises: all digits)")
     ap.add_argument("--threads", type=int, default=1)
     a = ap.parse_args(argv)
     if a.quick:
@@ -272,7 +245,7 @@ def main(argv: list[str] | None = None) -> None:
     t0 = time.perf_counter()
     backend = load_backend()
     results = {"command": command_line("vrg_plus", backend, argv),
-               "backend": backend.version, "date": time.strftime("%Y-%m-%d"), "seeds": a.seeds,
+               "backend": backend.version, "date": time.strftime("%Y-%m-%d"), "seeds": a.seeds, "digit": a.digit,
                "samples": a.samples, "evaluations": a.evaluations, "subjects": []}
     for name in a.subjects.split(","):
         subject = demo_subject(name)

@@ -1,17 +1,33 @@
-"""The host's MODEL as the engine sees it: model kind, noise range, fingerprint, table checks."""
+"""What the host offers, said once: the model kind, the schedules a user could pick at a step count,
+the sigmas the KSampler hands a sampler, the sampler functions and the starting noise.
+
+The VRG nodes and the benchmarks (`benchmarks.backend`) both read the host through this module,
+so a benchmark measures exactly what a user runs. It needs ComfyUI importable (`comfy` on
+sys.path) but no running server. σ is descending everywhere (the SIGMAS convention).
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import importlib
 import logging
+from types import SimpleNamespace
 
+import numpy as np
 import torch
 
 import comfy.model_sampling as sampling
+import comfy.sample
+import comfy.samplers
 
-from ..vrg_core.fingerprint import Fingerprint, fingerprint_weights
-from ..vrg_core.error_table import ErrorTable
 from ..vrg_core.errors import VRGError
 from ..vrg_core.parameterization import ModelKind
+from ..vrg_core.search import Sampler
+from ..vrg_core.search.samplers import HOST_SAMPLERS, host_sampler
+
+VRG_SCHEDULER = "vrg"  # this pack's own scheduler: never a candidate, never a base
+
+# --- the model kind -------------------------------------------------------------------------------------------
 
 # VRG needs how the sampler forms a noisy latent from a clean one (`noise_scaling`) and the σ range;
 # it classifies by that noise process, not by the prediction class. Most specific first: EDM derives
@@ -72,49 +88,116 @@ def model_kind(model_sampling) -> ModelKind:
 
 
 def sigma_range(model_sampling) -> tuple[float, float]:
+    """The model's (σ_min, σ_max)."""
     return float(model_sampling.sigma_min), float(model_sampling.sigma_max)
 
 
-def weights_fingerprint(model) -> Fingerprint:
-    """`fingerprint_weights` of a ModelPatcher's diffusion model, as loaded (before its own LoRA patches).
+# --- schedulers and the KSampler's sigmas ------------------------------------------------------------------------
 
-    fp16 / bf16 / fp8 weights and quantised tensor types (GGUF, QuantizedTensor) are fingerprinted
-    without dequantising; values that cannot be read fall back to names, shapes and dtypes (logged).
+def base_scheduler_names() -> list[str]:
+    """Every registered scheduler (other packs' too) but `vrg` itself."""
+    return [n for n in comfy.samplers.SCHEDULER_NAMES if n != VRG_SCHEDULER]
+
+
+def discards_penultimate(sampler_name: str) -> bool:
+    """ComfyUI's KSampler asks the scheduler for steps + 1 and drops the penultimate sigma for this sampler."""
+    return sampler_name in comfy.samplers.KSampler.DISCARD_PENULTIMATE_SIGMA_SAMPLERS
+
+
+def ksampler_sigmas(model_sampling, scheduler: str, steps: int, sampler_name: str) -> torch.Tensor:
+    """The sigmas the stock KSampler samples with `sampler_name` at `steps` (ComfyUI's `KSampler.calculate_sigmas`)."""
+    discard = discards_penultimate(sampler_name)
+    sigmas = comfy.samplers.calculate_sigmas(model_sampling, scheduler, steps + discard)
+    return torch.cat([sigmas[:-2], sigmas[-1:]]) if discard else sigmas
+
+
+def scheduler_output(sigmas: torch.Tensor, sampler_name: str) -> tuple[int, torch.Tensor]:
+    """(steps the KSampler asks the scheduler for, what the scheduler returns) so it samples exactly `sigmas`.
+
+    For a sampler that drops the penultimate sigma, a level halfway (in σ) to the last is put there to be dropped.
     """
-    weights = dict(model.model.diffusion_model.state_dict(keep_vars=True))
-    prefix = "diffusion_model."
-    for key, backup in model.backup.items():
-        if key.startswith(prefix):
-            weights[key[len(prefix):]] = backup.weight
-    result = fingerprint_weights(weights)
-    if not result.complete:
-        logging.warning("[VRG] %s", result.note())
-    return result
+    steps = len(sigmas) - 1
+    if not discards_penultimate(sampler_name):
+        return steps, sigmas
+    return steps + 1, torch.cat([sigmas[:-1], sigmas[-2:-1] / 2, sigmas[-1:]])
 
 
-def fingerprint(model) -> str:
-    """The 16-hex-digit fingerprint of a ModelPatcher's diffusion model (see `weights_fingerprint`)."""
-    return weights_fingerprint(model).value
+# (name, module in comfy_extras, node class, arguments before steps) per noise process
+SHIPPED_TABLES = {
+    "eps": (("ays_sd1", "nodes_align_your_steps", "AlignYourStepsScheduler", ("SD1",)),
+            ("ays_sdxl", "nodes_align_your_steps", "AlignYourStepsScheduler", ("SDXL",)),
+            ("gits", "nodes_gits", "GITSScheduler", (1.20,))),
+    "flow": (("oss_flux", "nodes_optimalsteps", "OptimalStepsScheduler", ("FLUX",)),
+             ("oss_wan", "nodes_optimalsteps", "OptimalStepsScheduler", ("Wan",))),
+}
 
 
-def table_warnings(table: ErrorTable, model) -> list[str]:
-    """Why `table` may not suit `model`; VRGError when it cannot (another model kind)."""
-    ms = model.get_model_object("model_sampling")
-    kind = model_kind(ms)
-    if table.kind != kind:
-        raise VRGError(f"the error table is for {table.kind.label} models but this model is {kind.label}; "
-                       "use a table profiled on this model")
-    warnings = []
-    measured_on = table.info.model_fingerprint
-    this_model = weights_fingerprint(model)
-    this = this_model.value
-    if not this_model.complete:
-        warnings.append(this_model.note())
-    if measured_on and measured_on != this:
-        warnings.append(f"the table was measured on another model (fingerprint {measured_on}, this model {this}); "
-                        "profile this model for a schedule made for it")
-    lo, hi = sigma_range(ms)
-    if table.sigma_max < hi * 0.99 or table.sigma_min > lo * 1.01:
-        warnings.append(f"the table covers sigma {table.sigma_min:.4g}..{table.sigma_max:.4g} but this model samples "
-                        f"{lo:.4g}..{hi:.4g}; schedules outside the table are refused")
-    return warnings
+def shipped_table(module: str, node: str, arguments: tuple, steps: int) -> torch.Tensor:
+    """The SIGMAS a ComfyUI scheduler node gives at full denoise (V3 `execute` or V1 `get_sigmas`)."""
+    cls = getattr(importlib.import_module(f"comfy_extras.{module}"), node)
+    out = cls.execute(*arguments, steps, 1.0) if hasattr(cls, "execute") else cls().get_sigmas(*arguments, steps, 1.0)
+    return (out.result if hasattr(out, "result") else out)[0]
+
+
+def candidate_schedules(model_sampling, steps: int, sampler_name: str) -> tuple[dict[str, np.ndarray], list[str]]:
+    """Every schedule a user could pick: {name: σ descending, float64} for every registered scheduler (as the
+    KSampler hands it to `sampler_name`) and every shipped table for this noise process, and a note per one
+    that failed on this model (another pack's scheduler, a ComfyUI without that node)."""
+    out, failed = {}, []
+    for name in base_scheduler_names():
+        try:
+            out[name] = ksampler_sigmas(model_sampling, name, steps, sampler_name).double().cpu().numpy()
+        except Exception as e:  # noqa: BLE001 - another pack's scheduler may fail on this model; go on without it
+            failed.append(f"{name} ({type(e).__name__})")
+    process = "flow" if model_kind(model_sampling).is_flow else "eps"
+    for name, module, node, arguments in SHIPPED_TABLES[process]:
+        try:
+            out[name] = shipped_table(module, node, arguments, steps).double().cpu().numpy()
+        except Exception as e:  # noqa: BLE001 - a ComfyUI without that node
+            failed.append(f"{name} ({type(e).__name__})")
+    if failed:
+        logging.info("[VRG] candidates left out: %s", ", ".join(failed))
+    return out, failed
+
+
+# --- samplers ---------------------------------------------------------------------------------------------------
+
+def covered_samplers() -> list[str]:
+    """ComfyUI's samplers the search covers, in ComfyUI's order."""
+    return [n for n in comfy.samplers.SAMPLER_NAMES if n in HOST_SAMPLERS]
+
+
+def comfy_sampler(name: str, host=None) -> Sampler:
+    """Sampler `name` with ComfyUI's own sampler function; `host` — the guider the function may read."""
+    return host_sampler(name, lambda runs: comfy.samplers.sampler_object(runs).sampler_function, host)
+
+
+def searched_alike(function, searched: str) -> bool:
+    """Whether ComfyUI's sampler `function` is searched exactly as `searched` is (the sampler itself, the same
+    function under another name such as ddim for euler, or its *_cfg_pp variant)."""
+    spec = HOST_SAMPLERS[searched]
+    return any(comfy.samplers.sampler_object(name).sampler_function is function
+               and dataclasses.replace(other, runs="") == dataclasses.replace(spec, runs="")
+               and comfy.samplers.sampler_object(other.runs).sampler_function
+               is comfy.samplers.sampler_object(spec.runs).sampler_function
+               for name, other in HOST_SAMPLERS.items())
+
+
+# --- the starting noise -----------------------------------------------------------------------------------------
+
+def start_states(base_model, latent_shape: tuple[int, ...], seed: int):
+    """`start(count, σ)` for the search: the KSampler's first latent for an empty latent of `latent_shape`
+    ([C, H, W, …], one sample) — the seed's noise (`comfy.sample.prepare_noise`) scaled at σ by the model's
+    own `noise_scaling` around the processed empty latent, at full denoise when KSAMPLER would say so
+    (for EPS at σ_max: √(1 + σ²)·ε). `base_model` — a BaseModel (`ModelPatcher.model`). float32, CPU."""
+    model_sampling = base_model.model_sampling
+    wrap = SimpleNamespace(inner_model=SimpleNamespace(model_sampling=model_sampling))  # what max_denoise reads
+    max_denoise = comfy.samplers.KSAMPLER(None).max_denoise
+
+    def start(count: int, sigma: float) -> torch.Tensor:
+        empty = base_model.process_latent_in(torch.zeros((count, *latent_shape))).float()
+        unit = comfy.sample.prepare_noise(empty, seed).float()
+        at = torch.tensor([sigma], dtype=torch.float32)
+        return model_sampling.noise_scaling(at, unit, empty, max_denoise(wrap, at))
+
+    return start

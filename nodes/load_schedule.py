@@ -12,8 +12,8 @@ from ..vrg_core.bundle import bundled_entry, bundled_schedule, list_bundled_tabl
 from ..vrg_core.errors import VRGError
 from ..vrg_core.parameterization import ModelKind
 from .common import CATEGORY, ErrorTableIO, check_choice, result_report
-from .host import table_warnings
-from .vrg_scheduler import base_scheduler_names
+from .host import base_scheduler_names
+from .model_identity import table_warnings
 
 _SAMPLINGS = {"discrete": comfy.model_sampling.ModelSamplingDiscrete,
               "discrete_flow": comfy.model_sampling.ModelSamplingDiscreteFlow}

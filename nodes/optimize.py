@@ -11,7 +11,7 @@ from ..vrg_core.plot import error_curve_png
 from .common import (
     CATEGORY, ErrorTableIO, gamma_input, png_to_image, report, result_report, start_input, stop_if_cancelled,
 )
-from .host import table_warnings
+from .model_identity import table_warnings
 
 
 class VRGOptimizeSigmas(io.ComfyNode):

@@ -19,7 +19,8 @@ from ..vrg_core.profile import profile
 from ..vrg_core.regret import schedule_regret_estimate
 from .common import CATEGORY, ErrorTableIO, png_to_image, report, stop_if_cancelled
 from .guided import check_guidance, run_guided
-from .host import fingerprint, model_kind, sigma_range
+from .host import model_kind, sigma_range
+from .model_identity import fingerprint
 
 def profile_model(model, latents: torch.Tensor, positive, negative, cfg: float, grid: np.ndarray,
                   samples_per_level: int, batch_size: int, seed: int, info: TableInfo) -> ErrorTable:

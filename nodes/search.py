@@ -8,63 +8,58 @@ from pathlib import Path
 
 import torch
 
-import comfy.sample
-import comfy.samplers
 import comfy.utils
 import folder_paths
 from comfy_api.v0_0_2 import io
 
 from ..vrg_core.errors import VRGError
-from ..vrg_core.memory import check_search_memory
 from ..vrg_core.plot import search_png
 from ..vrg_core.search import (
-    DEFAULT_EVALUATIONS, DEFAULT_VARIANCE_WEIGHT, MAX_STEPS, METHOD, Sampler, SearchCache, SearchResult,
-    cache_settings, plan_for, search_schedule,
+    DEFAULT_EVALUATIONS, DEFAULT_VARIANCE_WEIGHT, MAX_STEPS, SearchCache, SearchRequest, SearchResult, cached_search,
 )
-from ..vrg_core.search.cache import table_digest
-from .candidates import host_candidates
+from ..vrg_core.search.request import Search
 from .common import CATEGORY, check_choice, png_to_image, report, stop_if_cancelled
-from .host import fingerprint, model_kind, table_warnings
 from .guided import check_guidance, run_guided
-from .samplers import comfy_sampler, covered_samplers, ksampler_sigmas
-from .vrg_scheduler import Searched, Settings, base_scheduler_names, with_settings
+from .host import (base_scheduler_names, candidate_schedules, comfy_sampler, covered_samplers, ksampler_sigmas,
+                   model_kind, start_states)
+from .model_identity import fingerprint, table_warnings
 from .tables import FOLDER, load_choice, table_choices
+from .vrg_scheduler import Searched, Settings, with_settings
 
 NO_TABLE = "none"
 
 
-def guided_search(model, positive, negative, cfg: float, latent: torch.Tensor, base: torch.Tensor, sampler: Sampler,
-                  seed: int, evaluations: int, variance_weight: float, batch_size: int, table,
-                  candidates: dict) -> SearchResult:
-    """Run `search_schedule` through the host's sampling path (`guided.run_guided`).
+def search_request(model, latent_shape: tuple[int, ...], sampler_name: str, scheduler: str, steps: int, seed: int,
+                   evaluations: int, batch_size: int, cfg: float, table=None,
+                   variance_weight: float = DEFAULT_VARIANCE_WEIGHT) -> tuple[SearchRequest, list[str]]:
+    """The search VRG Search Schedule asks for on `model` (a ModelPatcher), from what the host offers at `steps`;
+    and a note per candidate scheduler that failed on this model. `latent_shape` — one latent [C, H, W, …]."""
+    ms = model.get_model_object("model_sampling")
+    kind = model_kind(ms)  # refuses a model VRG does not support before any work
+    candidates, failed = candidate_schedules(ms, steps, sampler_name)
+    base = ksampler_sigmas(ms, scheduler, steps, sampler_name).float().double().numpy()
+    request = SearchRequest(base, comfy_sampler(sampler_name), candidates, kind, float(ms.sigma_min),
+                            fingerprint(model), tuple(latent_shape), seed, float(cfg), evaluations, batch_size, table,
+                            variance_weight)
+    return request, failed
 
-    The starting states are the KSampler's for an empty latent of `latent`'s size: the seed's
-    noise (`prepare_noise`) scaled at σ by the model's own `noise_scaling`. The sampler's function
-    sees the guider as `model.inner_model`, as when ComfyUI samples.
-    """
-    count = plan_for(evaluations, len(base) - 1, sampler).samples
-    shape = (max(count, 1), *latent.shape[1:])
-    bar = comfy.utils.ProgressBar(evaluations)
-    max_denoise = comfy.samplers.KSAMPLER(None).max_denoise
 
-    def search(call, model_k) -> SearchResult:
-        inner = model_k.inner_model.inner_model
-        ms = inner.model_sampling
-        empty = inner.process_latent_in(torch.zeros(shape)).float()
-        unit = comfy.sample.prepare_noise(empty, seed).float()
+def guided_run(model, positive, negative, cfg: float, request: SearchRequest):
+    """The host's `Run` for `cached_search`: the search inside `CFGGuider.sample` (`guided.run_guided`), so
+    patches, LoRAs and CFG apply; the sampler's function sees the guider as `model.inner_model`, and the
+    starting states are the KSampler's (`host.start_states`)."""
 
-        def start(n: int, sigma: float) -> torch.Tensor:
-            at = torch.tensor([sigma], dtype=torch.float32)
-            return ms.noise_scaling(at, unit, empty, max_denoise(model_k.inner_model, at))[:n]
+    def run(search: Search) -> SearchResult:
+        def inside(call, model_k) -> SearchResult:
+            start = start_states(model_k.inner_model.inner_model, request.latent_shape, request.seed)
+            sampler = dataclasses.replace(request.sampler, host=model_k.inner_model)
+            return search(lambda x, s, i: call(x, s), start, sampler)
 
-        return search_schedule(
-            lambda x, s, i: call(x, s), start, base, dataclasses.replace(sampler, host=model_k.inner_model),
-            model_kind(ms), float(ms.sigma_min), table=table, candidates=candidates, evaluations=evaluations,
-            variance_weight=variance_weight, batch_size=batch_size,
-            progress=lambda done, total: bar.update_absolute(done, total), should_stop=stop_if_cancelled)
+        batch = torch.zeros((min(request.batch_size, request.plan.samples), *request.latent_shape))  # memory plan
+        return run_guided(model, positive, negative, cfg, batch, torch.as_tensor(request.base).float(), request.seed,
+                          inside)
 
-    batch = torch.zeros((min(batch_size, shape[0]), *shape[1:]))  # what the guider plans memory for
-    return run_guided(model, positive, negative, cfg, batch, base, seed, search)
+    return run
 
 
 class VRGSearchSchedule(io.ComfyNode):
@@ -130,27 +125,16 @@ class VRGSearchSchedule(io.ComfyNode):
         if error_table is None and variance_weight > 0:
             raise VRGError(f"variance weight {variance_weight:g} needs an error table: pick one, or set it to 0")
         warnings = [] if error_table is None else table_warnings(error_table, model)
-        ms = model.get_model_object("model_sampling")
-        model_kind(ms)  # refuses a model VRG does not support before any work
-        base = ksampler_sigmas(ms, scheduler, steps, sampler_name).float()
-        candidates, failed = host_candidates(ms, steps, sampler_name)
-        sampler = comfy_sampler(sampler_name)
-        settings = cache_settings(METHOD, base.double().numpy(), candidates, sampler_name, fingerprint(model),
-                                  table_digest(error_table), evaluations, variance_weight, seed, cfg)
-        cache = SearchCache(Path(folder_paths.get_folder_paths(FOLDER)[0]))
+        latent_shape = (model.get_model_object("latent_format").latent_channels, *latent["samples"].shape[2:])
+        request, failed = search_request(model, latent_shape, sampler_name, scheduler, steps, seed, evaluations,
+                                         batch_size, cfg, error_table, variance_weight)
+        cache = SearchCache(Path(folder_paths.get_folder_paths(FOLDER)[0])) if use_cache else None
+        bar = comfy.utils.ProgressBar(evaluations)
         started = time.perf_counter()
-        result = cache.find(settings) if use_cache else None
-        cached = result is not None
-        if result is None:
-            size = latent["samples"].shape[2:]  # only the size is used: the search starts from noise
-            empty = torch.zeros((1, model.get_model_object("latent_format").latent_channels, *size))
-            plan = plan_for(evaluations, steps, sampler)
-            check_search_memory(empty.shape, batch_size, plan.grid, plan.samples)
-            result = guided_search(model, positive, negative, cfg, empty, base, sampler, seed,
-                                   evaluations, variance_weight, batch_size, error_table, candidates)
-            if use_cache:
-                cache.store(result, settings)
-        warnings += cache.warnings
+        result, cached = cached_search(request, guided_run(model, positive, negative, cfg, request), cache,
+                                       progress=lambda done, total: bar.update_absolute(done, total),
+                                       should_stop=stop_if_cancelled)
+        warnings += cache.warnings if cache is not None else []
         sigmas = torch.tensor(result.sigmas, dtype=torch.float32)
         searched = Searched(sampler_name, float(cfg), sigmas)
         patched = with_settings(model, Settings(error_table, scheduler, "auto", "fixed", searched))

@@ -24,10 +24,9 @@ from ..vrg_core.error_table import ErrorTable
 from ..vrg_core.errors import VRGError
 from ..vrg_core.optimize import START_MODES, optimize_sigmas
 from .common import CATEGORY, ErrorTableIO, check_choice, gamma_input, report, start_input
-from .host import table_warnings
-from .samplers import scheduler_output, searched_alike
+from .host import VRG_SCHEDULER, base_scheduler_names, scheduler_output, searched_alike
+from .model_identity import table_warnings
 
-NAME = "vrg"
 ATTRIBUTE = "vrg_settings"
 
 
@@ -50,11 +49,6 @@ class Settings:
     gamma: float | str
     start: str
     searched: Searched | None = None
-
-
-def base_scheduler_names() -> list[str]:
-    """Every registered scheduler (other packs' too) but `vrg` itself."""
-    return [n for n in comfy.samplers.SCHEDULER_NAMES if n != NAME]
 
 
 def vrg_scheduler(model_sampling, steps: int) -> torch.Tensor:
@@ -107,9 +101,9 @@ def check_searched_use(searched: Searched, executor, noise, latent_image, sample
 
 def register_scheduler() -> None:
     """Add `vrg` to ComfyUI's scheduler dict and name list in place (other nodes hold these very objects)."""
-    comfy.samplers.SCHEDULER_HANDLERS.setdefault(NAME, comfy.samplers.SchedulerHandler(vrg_scheduler))
-    if NAME not in comfy.samplers.SCHEDULER_NAMES:
-        comfy.samplers.SCHEDULER_NAMES.append(NAME)
+    comfy.samplers.SCHEDULER_HANDLERS.setdefault(VRG_SCHEDULER, comfy.samplers.SchedulerHandler(vrg_scheduler))
+    if VRG_SCHEDULER not in comfy.samplers.SCHEDULER_NAMES:
+        comfy.samplers.SCHEDULER_NAMES.append(VRG_SCHEDULER)
 
 
 class VRGApply(io.ComfyNode):
@@ -135,7 +129,7 @@ class VRGApply(io.ComfyNode):
 
     @classmethod
     def execute(cls, model, table, base_scheduler, gamma, start) -> io.NodeOutput:
-        if base_scheduler not in comfy.samplers.SCHEDULER_HANDLERS or base_scheduler == NAME:
+        if base_scheduler not in comfy.samplers.SCHEDULER_HANDLERS or base_scheduler == VRG_SCHEDULER:
             raise VRGError(f"base scheduler {base_scheduler!r} is not available; pick one of the listed schedulers")
         check_choice("start", start, START_MODES)
         warnings = table_warnings(table, model)

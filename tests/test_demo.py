@@ -17,7 +17,7 @@ from vrg_core.demo.metric import (digit_features, fd_to_heldout, feature_stats, 
 from vrg_core.demo.models import (DemoModel, discrete_timestep, eps_log_sigma_table, eps_sigma_table,
                                   load_demo_model, make_context, weights_path)
 from vrg_core.demo.nets import NO_DIGIT
-from vrg_core.demo.sampling import sample_euler, simple_sigmas
+from vrg_core.demo.sampling import sample_demo_euler, simple_sigmas
 from vrg_core.demo.store import load_tensors
 from vrg_core.fingerprint import model_fingerprint
 from vrg_core.errors import VRGError
@@ -204,7 +204,7 @@ def test_few_step_euler_samples_are_finite(model):
     labels = torch.arange(20) % 10
     sigmas = simple_sigmas(model, 4)
     for kwargs in ({}, {"labels": labels}, {"labels": labels, "cfg": 3.0}):
-        samples = sample_euler(model, noise, sigmas, **kwargs)
+        samples = sample_demo_euler(model, noise, sigmas, **kwargs)
         assert samples.shape == (20, 1, 16, 16) and torch.isfinite(samples).all()
         assert samples.abs().max() < 5
 
@@ -212,7 +212,7 @@ def test_few_step_euler_samples_are_finite(model):
 def test_conditional_samples_are_the_asked_digits(model, classifier):
     labels = torch.arange(100) % 10
     noise = torch.randn(100, 1, 16, 16, generator=torch.Generator().manual_seed(3))
-    samples = sample_euler(model, noise, simple_sigmas(model, 10), labels).clamp(-1, 1)
+    samples = sample_demo_euler(model, noise, simple_sigmas(model, 10), labels).clamp(-1, 1)
     assert float((classifier.net(samples).argmax(1) == labels).float().mean()) > 0.85
 
 

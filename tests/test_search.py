@@ -14,9 +14,10 @@ from vrg_core.errors import Cancelled, VRGError
 from vrg_core.error_table import ErrorTable
 from vrg_core.parameterization import ModelKind, discrete_vp_sigmas, noise_level_grid
 from vrg_core.search import (
-    DAMPING, METHOD, REFINED, as_sampler, SearchCache, SearchResult, best_path, cache_settings, check, linearised_error,
+    METHOD, as_sampler, SearchCache, SearchResult, best_path, cache_settings, check, linearised_error,
     propagated_variance, refine, response_curve, run_teacher, sample, search_schedule, step_coefficients, step_errors,
 )
+from vrg_core.search.schedule_search import DAMPING, REFINED
 
 KARRAS_5 = np.array([14.6146, 4.7965, 1.2741, 0.2479, 0.0292, 0.0])
 
@@ -312,7 +313,7 @@ def test_a_host_sampler_runs_its_own_function_and_counts_its_calls():
 
 def test_a_budget_short_for_every_refinement_refines_less_before_refusing():
     """50 steps at the default 2 000 evaluations: fewer refinement rounds instead of a refusal."""
-    from vrg_core.search import MIN_SAMPLES, ROUNDS, plan_for
+    from vrg_core.search.schedule_search import MIN_SAMPLES, ROUNDS, plan_for
 
     assert plan_for(2000, 5, "euler").rounds == ROUNDS and plan_for(2000, 5, "euler_ancestral").rounds == 0
     long = plan_for(2000, 50, "euler")

@@ -141,34 +141,19 @@ def cmd_profile(a: argparse.Namespace) -> None:
     print(f"wrote {a.out}: {len(table.sigmas)} levels x {a.samples} samples in {time.perf_counter() - t0:.1f} s")
 
 
-def demo_candidates(model, steps: int) -> dict:
-    """The demo's own schedulers at `steps` (ComfyUI's karras, exponential and simple), σ descending."""
-    from .demo.sampling import exponential_sigmas, karras_sigmas, simple_sigmas
+def demo_search(host, base, sampler: str, seed: int, evaluations: int, table=None, variance_weight: float = 0.0,
+                cache=None, progress=None):
+    """(VRG+ on a demo host from `base`, whether it was cached): the one search path (`cached_search`)."""
+    from .search import cached_search
 
-    return {name: make(model, steps).double().numpy() for name, make in
-            (("karras", karras_sigmas), ("exponential", exponential_sigmas), ("simple", simple_sigmas))}
-
-
-def demo_search(model, base, sampler: str, seed: int, evaluations: int, table=None, variance_weight: float = 0.0,
-                progress=None):
-    """VRG+ on a demo model (class-conditional, digit = sample number mod 10) against the demo's schedulers."""
-    import torch
-
-    from .demo import make_context
-    from .demo.sampling import start_noise
-    from .search import search_schedule
-
-    with torch.inference_mode():
-        return search_schedule(lambda x, s, i: model.denoise(x, s, make_context(i % 10)), start_noise(model, seed),
-                               base, sampler, model.kind, model.sigma_min, table=table,
-                               candidates=demo_candidates(model, len(base) - 1), evaluations=evaluations,
-                               variance_weight=variance_weight, progress=progress)
+    request = host.request(base, sampler, seed, evaluations, table, variance_weight)
+    return cached_search(request, host.run(seed), cache, progress=progress)
 
 
 def cmd_search(a: argparse.Namespace) -> None:
     from .demo import load_demo_model
-    from .search import METHOD, SearchCache, cache_settings
-    from .search.cache import table_digest
+    from .demo.host import DemoHost, base_scheduler, demo_schedules
+    from .search import SearchCache
 
     model = load_demo_model(a.model)
     table = None if a.table is None else load_table(a.table)
@@ -180,24 +165,17 @@ def cmd_search(a: argparse.Namespace) -> None:
     if a.sigmas is not None:
         base = schedule_from_text(a.sigmas, "--sigmas")
     else:
-        base = demo_candidates(model, a.steps)["simple" if model.kind.is_flow else "karras"]
-    settings = cache_settings(METHOD, base, demo_candidates(model, len(base) - 1), a.sampler, model.fingerprint,
-                              table_digest(table), a.evaluations, a.variance_weight, a.seed, 1.0)
+        base = demo_schedules(model, a.steps)[base_scheduler(model)]
     cache = SearchCache(a.cache) if a.cache else None
-    result = cache.find(settings) if cache else None
-    cached = result is not None
-    if result is None:
-        result = demo_search(model, base, a.sampler, a.seed, a.evaluations, table, a.variance_weight,
-                             progress=progress_printer("searching", "evaluations"))
-        if cache:
-            cache.store(result, settings)
+    result, cached = demo_search(DemoHost(model), base, a.sampler, a.seed, a.evaluations, table, a.variance_weight,
+                                 cache, progress=progress_printer("searching", "evaluations"))
     for warning in cache.warnings if cache else []:
         print(f"warning: {warning}", file=sys.stderr)
     if a.json:
         print(json.dumps({**result.to_record(), "cached": cached}))
         return
     o = result.objectives
-    rival = min((k for k in o if not k.startswith(("dp@", "refined"))), key=lambda k: o[k].total)
+    rival = result.rival
     cost = "cached" if cached else (f"{result.evaluations} evaluations, {result.model_seconds:.1f} s model, "
                                     f"{result.search_seconds:.2f} s search")
     print(f"{a.sampler}, {result.steps} steps: squared error to the converged samples per dimension: VRG+ "
@@ -224,15 +202,16 @@ def cmd_demo(a: argparse.Namespace) -> None:
     import torch
 
     from .demo import load_demo_model
+    from .demo.host import DemoHost, demo_schedules
     from .demo.metric import fd_to_heldout
-    from .demo.sampling import sample_euler
+    from .demo.sampling import sample_demo_euler
 
     t0 = time.perf_counter()
     torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
     model = load_demo_model("eps")
-    candidates = demo_candidates(model, a.steps)
+    candidates = demo_schedules(model, a.steps)
     base = candidates["karras"]
-    plus = demo_search(model, base, "euler", a.seed, DEFAULT_EVALUATIONS)
+    plus, _ = demo_search(DemoHost(model), base, "euler", a.seed, DEFAULT_EVALUATIONS)
     table = profile_demo("eps", a.grid, a.samples, 256, a.seed)
     vrg = optimize_sigmas(base, table, start="fixed")
     noise = torch.randn((a.count, 1, 16, 16), generator=torch.Generator().manual_seed(a.seed + 1))
@@ -243,7 +222,7 @@ def cmd_demo(a: argparse.Namespace) -> None:
     rows = {"VRG+": plus.sigmas, **candidates, "VRG": vrg.sigmas}
     scores = {}
     for label, sigmas in rows.items():
-        out = sample_euler(model, noise, torch.as_tensor(sigmas).float(), labels)
+        out = sample_demo_euler(model, noise, torch.as_tensor(sigmas).float(), labels)
         scores[label] = {"distance": float((out.double() - converged).pow(2).mean()),
                          "fd": fd_to_heldout(out.clamp(-1, 1))}
     best = min((k for k in rows if k != "VRG+"), key=lambda k: scores[k]["distance"])

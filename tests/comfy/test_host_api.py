@@ -26,7 +26,7 @@ SYMBOLS = {
                        "Sampler.max_denoise", "SCHEDULER_HANDLERS", "SCHEDULER_NAMES", "SchedulerHandler",
                        "calculate_sigmas", "KSampler.SCHEDULERS"],
     "comfy.sample": ["prepare_noise"],
-    # the shipped tables VRG+ measures as candidates (nodes/candidates.py; a failure leaves one out, with a warning)
+    # the shipped tables VRG+ measures as candidates (nodes/host.py; a failure leaves one out, with a warning)
     "comfy_extras.nodes_align_your_steps": ["AlignYourStepsScheduler.execute"],
     "comfy_extras.nodes_gits": ["GITSScheduler.execute"],
     "comfy_extras.nodes_optimalsteps": ["OptimalStepsScheduler.execute"],

@@ -91,7 +91,7 @@ def test_profile_runs_through_the_host_sampling_path(run, name):
 def test_profile_with_cfg_records_guidance_and_fingerprint(demo, comfy):
     table = demo["table"]
     assert table.info.cfg == 2.0 and table.info.dataset_size == 32
-    assert table.info.model_fingerprint == comfy.pack.nodes.host.fingerprint(demo["model"])
+    assert table.info.model_fingerprint == comfy.pack.nodes.model_identity.fingerprint(demo["model"])
     # the CLI and the engine name the same demo model the same way
     from vrg_pack.vrg_core.demo import load_demo_model
 

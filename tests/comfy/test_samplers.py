@@ -53,7 +53,7 @@ def test_every_covered_sampler_runs_exactly_on_the_teachers_vectors(run, kind):
     from vrg_pack.vrg_core.parameterization import ModelKind, noise_level_grid
     from vrg_pack.vrg_core.search import linearised_error, run_teacher
     from vrg_pack.vrg_core.search.samplers import HOST_SAMPLERS
-    from vrg_pack.nodes.samplers import comfy_sampler, covered_samplers
+    from vrg_pack.nodes.host import comfy_sampler, covered_samplers
 
     patcher = run("VRGDemoModel", model=kind)[0]
     model_kind = ModelKind.EPS if kind == "eps" else ModelKind.CONST
@@ -84,7 +84,7 @@ def test_every_covered_sampler_samples_the_demo_model_as_comfyui_does(run):
     (noise off) on the demo model, for every covered sampler."""
     from vrg_pack.vrg_core.demo import load_demo_model, make_context
     from vrg_pack.vrg_core.search import sample
-    from vrg_pack.nodes.samplers import comfy_sampler, covered_samplers
+    from vrg_pack.nodes.host import comfy_sampler, covered_samplers
 
     patcher = run("VRGDemoModel", model="eps")[0]
     model = load_demo_model("eps")
@@ -138,7 +138,7 @@ def test_a_searched_schedule_is_sampled_only_with_a_sampler_searched_alike(comfy
     variant and the _gpu twin are alike; a stochastic sampler searched on the same part is not."""
     import comfy.k_diffusion.sampling as k
 
-    from vrg_pack.nodes.samplers import searched_alike
+    from vrg_pack.nodes.host import searched_alike
 
     assert searched_alike(k.sample_euler, "euler") and searched_alike(k.sample_euler, "ddim")
     assert searched_alike(k.sample_euler_cfg_pp, "euler") and searched_alike(k.sample_dpmpp_2m_sde_gpu, "dpmpp_2m_sde")

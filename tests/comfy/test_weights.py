@@ -52,7 +52,7 @@ def apply_and_optimize(run, model, table):
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float8_e4m3fn])
 def test_low_precision_weights_through_the_nodes(run, table, dtype):
-    from vrg_pack.nodes.host import weights_fingerprint
+    from vrg_pack.nodes.model_identity import weights_fingerprint
 
     model = families.model("sd15", dtype=dtype)
     assert model.model.diffusion_model.input_blocks[0][0].weight.dtype == dtype

@@ -21,16 +21,6 @@ def simple_sigmas(model: DemoModel, steps: int) -> torch.Tensor:
     return torch.stack(picks + [torch.zeros(())]).float()
 
 
-def start_noise(model: DemoModel, seed: int):
-    """`start(count, σ)` for `vrg_core.search`: an empty latent noised at σ (`add_noise`), the same seeded noise at any σ."""
-
-    def start(count: int, sigma: float) -> torch.Tensor:
-        eps = torch.randn((count, 1, 16, 16), generator=torch.Generator().manual_seed(seed))
-        return add_noise(torch.zeros_like(eps), eps, torch.full((count,), sigma), model.kind)
-
-    return start
-
-
 def guided_denoise(model: DemoModel, x: torch.Tensor, sigma: torch.Tensor,
                    labels: torch.Tensor | None, cfg: float) -> torch.Tensor:
     """D with classifier-free guidance: D_u + cfg·(D_c − D_u); cfg 1 (or no labels) skips D_u."""
@@ -44,7 +34,7 @@ def guided_denoise(model: DemoModel, x: torch.Tensor, sigma: torch.Tensor,
 
 
 @torch.no_grad()
-def sample_euler(model: DemoModel, noise: torch.Tensor, sigmas: torch.Tensor,
+def sample_demo_euler(model: DemoModel, noise: torch.Tensor, sigmas: torch.Tensor,
                  labels: torch.Tensor | None = None, cfg: float = 1.0) -> torch.Tensor:
     """Euler sampling (k-diffusion convention) from standard-normal `noise` [B, 1, 16, 16].
 

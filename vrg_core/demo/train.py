@@ -27,7 +27,7 @@ from .metric import (CLASSIFIER_PATH, Classifier, classifier_features, fd_to_hel
                      load_classifier, stats_tensors)
 from .models import FLOW_MULTIPLIER, FLOW_SHIFT, build_model, eps_sigma_table, weights_path
 from .nets import NO_DIGIT, ClassifierConfig, DemoUNet, DigitClassifier, UNetConfig
-from .sampling import sample_euler, simple_sigmas
+from .sampling import sample_demo_euler, simple_sigmas
 from .store import load_tensors, save_tensors
 
 SEED = 0
@@ -179,7 +179,7 @@ def evaluate_samples(name: str, classifier: Classifier, png_dir: Path | None) ->
     noise = torch.randn(len(labels), 1, 16, 16, generator=torch.Generator().manual_seed(SEED))
     start = time.perf_counter()
     sigmas = simple_sigmas(model, EVAL_STEPS)
-    samples = torch.cat([sample_euler(model, noise[i:i + 250], sigmas, labels[i:i + 250])
+    samples = torch.cat([sample_demo_euler(model, noise[i:i + 250], sigmas, labels[i:i + 250])
                          for i in range(0, len(labels), 250)]).clamp(-1, 1)
     seconds = time.perf_counter() - start
     fd = fd_to_heldout(samples, classifier)

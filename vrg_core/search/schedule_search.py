@@ -1,0 +1,322 @@
+"""VRG+: a schedule searched on the model itself for the error at the final sample.
+
+A few-step sampler's result differs from the model's converged result (its own ODE solved
+finely) mostly by discretisation error, which depends on the model. The search measures it on
+the user's model and returns the schedule whose samples come closest to the converged ones:
+
+1. **Teacher** (`teacher`): B trajectories from the host's own starting noise, solved with
+   DPM++2M on a fine grid from σ_0 to the model's σ_min; kept as a Gram matrix.
+2. **Searched candidates** (`path`): for each damping exponent a dynamic programme over the grid
+   finds the N-step path with the least step errors, no model calls.
+3. **Pool**: those, the base schedule, VRG alone (with a table) and every schedule the host
+   offers (its schedulers and shipped tables at this step count).
+4. **Checks**: the base and one searched schedule are sampled from the teacher's noise; along
+   the way the model's response to the sampler's deviations is measured (`refine.response_curve`),
+   which predicts the final error of any schedule from the Gram matrix (`refine.linearised_error`).
+   The pool is ranked by that prediction and the best `FULL_CHECKS` are sampled too.
+5. **Refinement** (`refine`): the `REFINED` best measured schedules are refined on the
+   prediction and sampled; the response is measured again along them, and they are refined
+   once more (`ROUNDS`). The least measured error wins, so the result is never worse, on the
+   search's own noise, than any schedule it measured.
+
+With an error table and `variance_weight` > 0, VRG's prediction-error term (propagated to the
+final sample) is added to every measure. The sampler (`samplers.Sampler`) is the host's own
+sampler function: every check samples with it and the refinement runs it on the teacher's
+vectors; only the dynamic programme proposes paths with a simpler step (`Sampler.proxy`).
+Stochastic samplers are searched and checked on their noise-free part (eta 0) and not refined.
+
+The model is seen only as `denoise(x, sigma, index) -> D`: `index` are the sample numbers
+0..B−1, so a host can pick per-sample conditioning. `start(count, sigma)` gives the first
+`count` starting states at σ exactly as the host's sampler forms them, from the same seeded
+noise whatever σ.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Callable
+
+import numpy as np
+import torch
+
+from ..errors import Cancelled, VRGError
+from ..error_table import ErrorTable
+from ..objective import as_schedule
+from ..optimize import optimize_sigmas
+from ..parameterization import ModelKind, noise_level_grid
+from ..profile import Denoise
+from .path import best_path, step_errors
+from .refine import linearised_error, refine, response_curve
+from .result import Objective, SearchResult
+from .samplers import Sampler, as_sampler
+from .survival import error_survival, propagated_variance
+from .teacher import check, run_teacher
+
+METHOD = 6  # raised whenever the search changes, so a cached result of an older search is not reused
+MAX_STEPS = 50
+DEFAULT_EVALUATIONS = 2000
+DEFAULT_GRID = 40
+DEFAULT_VARIANCE_WEIGHT = 0.0
+MIN_SAMPLES = 4
+# Exponents of `error_survival` tried by the dynamic programme: 0 counts every local error whole,
+# 1 damps it as for Gaussian data; each gives one searched schedule.
+DAMPING = (0.0, 0.25, 0.5, 0.75, 1.0)
+FIRST_CHECKS = ("base", "dp@0.5")  # sampled first, to measure the model's response
+FULL_CHECKS = 3  # further pool schedules sampled, the best by the predicted error
+REFINED = 2  # the best measured schedules refined on the predicted error, then sampled
+ROUNDS = 2  # refinements of each, the response measured again in between
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """How the budget is spent: `samples` teacher noises, `grid` points, `checks` sampled schedules of `calls` model
+    calls, of which `rounds` rounds of `REFINED` refined ones."""
+
+    samples: int
+    grid: int
+    calls: int
+    checks: int
+    rounds: int
+
+    @property
+    def evaluations(self) -> int:
+        return self.samples * (self.grid + self.checks * self.calls)
+
+
+def plan_for(evaluations: int, steps: int, sampler: str | Sampler, grid_size: int = DEFAULT_GRID) -> Plan:
+    """The largest plan within `evaluations` (per sample, summed over samples); the grid has ≥ 2 points a step.
+
+    A budget too small for `MIN_SAMPLES` teacher noises with every refinement round (many steps)
+    refines fewer rounds, down to none, before it is refused.
+    """
+    sampler = as_sampler(sampler)
+    grid = max(grid_size, 2 * steps)
+    calls = steps * sampler.calls_per_step
+    for rounds in range(0 if sampler.stochastic else ROUNDS, -1, -1):
+        checks = len(FIRST_CHECKS) + FULL_CHECKS + REFINED * rounds
+        plan = Plan(evaluations // (grid + checks * calls), grid, calls, checks, rounds)
+        if plan.samples >= MIN_SAMPLES:
+            break
+    return plan
+
+
+class Budget:
+    """Counts evaluations for the progress bar and stops on cancel."""
+
+    def __init__(self, planned: int, progress: Callable[[int, int], None] | None, should_stop: Callable[[], bool] | None):
+        self.done, self.planned, self.progress, self.should_stop = 0, planned, progress, should_stop
+
+    def spend(self, count: int) -> None:
+        if self.should_stop is not None and self.should_stop():
+            raise Cancelled("schedule search cancelled; nothing was saved")
+        self.done += count
+        if self.progress is not None:
+            self.progress(min(self.done, self.planned), self.planned)
+
+
+def usable(name: str, sigmas, steps: int, sigma0: float) -> np.ndarray | None:
+    """A host schedule as a candidate: `steps` steps, ending at 0, starting at or below σ_0; else None."""
+    try:
+        s = as_schedule(sigmas, name)
+    except VRGError:
+        return None
+    if len(s) != steps + 1 or s[-1] != 0 or s[0] > sigma0 * (1 + 1e-6):
+        return None
+    return s
+
+
+def search_schedule(
+    denoise: Denoise,
+    start: Callable[[int, float], torch.Tensor],
+    base_sigmas,
+    sampler: str | Sampler,
+    kind: ModelKind,
+    sigma_min: float,
+    *,
+    table: ErrorTable | None = None,
+    candidates: dict[str, np.ndarray] | None = None,
+    evaluations: int = DEFAULT_EVALUATIONS,
+    grid_size: int = DEFAULT_GRID,
+    variance_weight: float = DEFAULT_VARIANCE_WEIGHT,
+    batch_size: int = 64,
+    progress: Callable[[int, int], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> SearchResult:
+    """Search a `len(base_sigmas) − 1`-step schedule for `sampler` on the model behind `denoise`.
+
+    `sampler` — a `Sampler` (the host's function), or the name of one of vrg_core's own (`SAMPLERS`).
+
+    `base_sigmas` — the host's base schedule (descending, ending at 0); its σ_0 is held and the
+    teacher's grid runs from it down to `sigma_min` (the model's least σ). `candidates` — other
+    schedules of the same length to beat (the host's schedulers and shipped tables); one that does
+    not fit (another length, not ending at 0, starting above σ_0) is left out. `table` — an error
+    table of this model: adds VRG alone as a candidate and, with `variance_weight` > 0, VRG's
+    term to every measure. At most `evaluations` model evaluations (per sample) are spent,
+    `batch_size` samples at a time (memory: at most 4·`grid_size` latents per batch sample).
+    Deterministic for deterministic `denoise` and `start`. The stages are those of the module's docstring.
+    """
+    base = as_schedule(base_sigmas, "base sigmas")
+    sampler = as_sampler(sampler)
+    plan = checked_plan(base, sampler, kind, sigma_min, table, evaluations, grid_size, variance_weight, batch_size)
+    pool = fixed_pool(base, table, candidates)
+    run = _Run(denoise, start, sampler, plan, table, variance_weight, batch_size,
+               Budget(plan.evaluations, progress, should_stop))
+    run.teach(float(base[0]), noise_level_grid(sigma_min, float(base[0]), plan.grid, kind)[::-1].copy(), kind)
+    for name, sigmas in run.searched_paths(len(base) - 1).items():
+        pool.setdefault(name, sigmas)
+    run.check_best(pool)
+    if not sampler.stochastic:
+        run.refine_leaders(pool)
+    if progress is not None:
+        progress(plan.evaluations, plan.evaluations)  # fewer evaluations than planned when candidates coincide
+    return run.result(pool)
+
+
+def checked_plan(base: np.ndarray, sampler: Sampler, kind: ModelKind, sigma_min: float, table: ErrorTable | None,
+                 evaluations: int, grid_size: int, variance_weight: float, batch_size: int) -> Plan:
+    """The plan for these inputs; VRGError naming the input when the search cannot run on them."""
+    steps = len(base) - 1
+    if base[-1] != 0:
+        raise VRGError("the base schedule must end at sigma 0 (a full denoise); give a scheduler's whole output")
+    if steps < 2:
+        raise VRGError("a 1-step schedule has nothing to search (its start is held); use 2 or more steps")
+    if steps > MAX_STEPS:
+        raise VRGError(f"{steps} steps: the search is for few-step sampling (at most {MAX_STEPS}); "
+                       "use VRG Optimize Sigmas for longer schedules")
+    if not (np.isfinite(variance_weight) and variance_weight >= 0):
+        raise VRGError(f"variance weight must be a number >= 0, got {variance_weight}")
+    if batch_size < 1:
+        raise VRGError(f"batch size must be at least 1, got {batch_size}")
+    if table is not None and table.kind != kind:
+        raise VRGError(f"the error table is for {table.kind.label} models but the model is {kind.label}; "
+                       "use a table profiled on this model, or none")
+    if not 0 < sigma_min < base[0]:
+        raise VRGError(f"the model's least sigma {sigma_min:.4g} must be above 0 and below the schedule's start "
+                       f"{base[0]:.4g}")
+    plan = plan_for(evaluations, steps, sampler, grid_size)
+    if plan.samples < MIN_SAMPLES:
+        raise VRGError(f"{evaluations} evaluations are too few for {steps} steps; allow at least "
+                       f"{MIN_SAMPLES * (plan.grid + plan.checks * plan.calls)}")
+    return plan
+
+
+def fixed_pool(base: np.ndarray, table: ErrorTable | None, candidates: dict[str, np.ndarray] | None) -> dict:
+    """{name: σ} of the schedules not searched here: the base, VRG alone (with a table) and every fitting candidate."""
+    pool = {"base": base}
+    if table is not None:
+        pool["vrg"] = optimize_sigmas(base, table, start="fixed").sigmas  # also refuses a base outside the table
+    for name, sigmas in (candidates or {}).items():
+        fitting = usable(name, sigmas, len(base) - 1, float(base[0]))
+        if fitting is not None and name not in pool:
+            pool[name] = fitting
+    return pool
+
+
+class _Run:
+    """One search's state between its stages: the teacher, the starting states per σ_0, what was measured
+    (`objectives`, and the response rows measured along the way), the prediction and the timers."""
+
+    def __init__(self, denoise: Denoise, start: Callable[[int, float], torch.Tensor], sampler: Sampler, plan: Plan,
+                 table: ErrorTable | None, variance_weight: float, batch_size: int, budget: Budget):
+        self.denoise, self.start, self.sampler, self.plan = denoise, start, sampler, plan
+        self.table, self.variance_weight, self.batch_size, self.budget = table, variance_weight, batch_size, budget
+        self.starts: dict[float, torch.Tensor] = {}
+        self.objectives: dict[str, Objective] = {}
+        self.rows: list[np.ndarray] = []
+        self.screened: dict[str, float] = {}
+        self.model_seconds = self.search_seconds = 0.0
+
+    def starting_states(self, sigma0: float) -> torch.Tensor:
+        if sigma0 not in self.starts:
+            self.starts[sigma0] = self.start(self.plan.samples, sigma0)
+        return self.starts[sigma0]
+
+    def teach(self, sigma0: float, grid: np.ndarray, kind: ModelKind) -> None:
+        """Stage 1: the teacher trajectories from σ_0 on `grid` (σ descending, without the final 0)."""
+        tick = time.perf_counter()
+        first = self.starting_states(sigma0)
+        if first.shape[0] != self.plan.samples:
+            raise VRGError(f"the start function gave {first.shape[0]} starting states for {self.plan.samples}")
+        self.teacher = run_teacher(self.denoise, first, grid, self.batch_size, self.budget.spend)
+        self.model_seconds += time.perf_counter() - tick
+        self.grid, self.kind = grid, kind
+
+    def searched_paths(self, steps: int) -> dict[str, np.ndarray]:
+        """Stage 2: per damping exponent, the grid path of `steps` steps with the least (damped) step errors."""
+        tick = time.perf_counter()
+        self.data_variance = float(self.teacher.final.var(dim=0).mean())
+        sig = np.append(self.grid, 0.0)
+        survival = error_survival(sig, self.kind, self.data_variance)
+        local = step_errors(self.teacher, self.sampler.proxy)
+        if self.table is not None and self.variance_weight > 0:
+            w, _ = self.table.interpolate(self.grid)
+            local = local + self.variance_weight * np.subtract.outer(self.grid, sig) ** 2 * w[:, None] * survival
+        paths = {f"dp@{d:g}": sig[best_path(local * survival**d, steps)] for d in DAMPING}
+        self.search_seconds += time.perf_counter() - tick
+        return paths
+
+    def measure(self, name: str, pool: dict[str, np.ndarray]) -> None:
+        """Sample `pool[name]` from every teacher noise: its error against the teacher, and the response rows."""
+        sigmas = pool[name]
+        same = next((k for k in self.objectives if np.array_equal(pool[k], sigmas)), None)
+        if same is not None:
+            self.objectives[name] = self.objectives[same]
+            return
+        states = self.starting_states(float(sigmas[0]))
+        tick = time.perf_counter()
+        error, response = check(self.denoise, self.teacher, sigmas, self.sampler, states, self.batch_size,
+                                self.budget.spend)
+        self.model_seconds += time.perf_counter() - tick
+        self.rows.append(response)
+        self.objectives[name] = Objective(error, self.variance(sigmas))
+
+    def variance(self, sigmas: np.ndarray) -> float:
+        return propagated_variance(sigmas, self.table, self.data_variance, self.variance_weight)
+
+    def response(self) -> np.ndarray:
+        return response_curve(np.concatenate(self.rows), len(self.grid))
+
+    def check_best(self, pool: dict[str, np.ndarray]) -> None:
+        """Stages 3–4: sample `FIRST_CHECKS`, predict every pool schedule's error from the measured response,
+        and sample the `FULL_CHECKS` best predicted."""
+        for name in FIRST_CHECKS:
+            self.measure(name, pool)
+        tick = time.perf_counter()
+        response = self.response()
+        self.screened = {name: linearised_error(sigmas, self.teacher, self.sampler, response) + self.variance(sigmas)
+                         for name, sigmas in pool.items()}
+        self.search_seconds += time.perf_counter() - tick
+        for name in sorted((k for k in self.screened if k not in self.objectives), key=self.screened.get)[:FULL_CHECKS]:
+            self.measure(name, pool)
+
+    def refine_leaders(self, pool: dict[str, np.ndarray]) -> None:
+        """Stage 5: `plan.rounds` rounds: refine the `REFINED` best measured on the prediction, sample them."""
+        leaders = distinct_best(self.objectives, pool, REFINED)
+        for round_ in range(1, self.plan.rounds + 1):
+            tick = time.perf_counter()
+            response = self.response()
+            refined = {f"refined{round_}:{origin.split(':')[-1]}":
+                       refine(pool[origin], self.teacher, self.sampler, response, self.table, self.data_variance,
+                              self.variance_weight) for origin in leaders}
+            pool.update(refined)
+            self.search_seconds += time.perf_counter() - tick
+            for name in refined:
+                self.measure(name, pool)
+            leaders = list(refined)
+
+    def result(self, pool: dict[str, np.ndarray]) -> SearchResult:
+        """The least measured schedule and what every candidate measured."""
+        chosen = min(self.objectives, key=lambda k: self.objectives[k].total)
+        return SearchResult(pool[chosen], self.sampler.name, len(pool["base"]) - 1, chosen, self.objectives,
+                            self.screened, pool, self.budget.done, self.plan.samples, self.plan.grid,
+                            float(self.variance_weight), self.model_seconds, self.search_seconds)
+
+
+def distinct_best(objectives: dict[str, Objective], pool: dict[str, np.ndarray], count: int) -> list[str]:
+    """The `count` measured schedules with the least totals, no two the same."""
+    best: list[str] = []
+    for name in sorted(objectives, key=lambda k: objectives[k].total):
+        if len(best) < count and not any(np.array_equal(pool[k], pool[name]) for k in best):
+            best.append(name)
+    return best
