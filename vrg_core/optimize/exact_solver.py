@@ -31,29 +31,14 @@ def _losses(p: Problem, y: np.ndarray) -> np.ndarray:
     return np.sum(step**2 * w, axis=1) + p.penalty * (np.exp(y[:, -1]) - p.start_alpha_bar) ** 2
 
 
-def _sweep(p: Problem, x: np.ndarray, hold_start: bool, points: int = 33) -> np.ndarray:
-    """Each α_j strictly inside its box tried at `points` values across the box (with the start held,
-    against the next such α_j); the best kept. Crosses the kinks of the table's interpolation, where
-    the Newton polish stops."""
+def _sweep(p: Problem, x: np.ndarray, points: int = 33) -> np.ndarray:
+    """Each α_j strictly inside its box tried at `points` values across the box, one at a time; the
+    best kept. Crosses the kinks of the table's interpolation, where the Newton polish stops."""
     x = x.copy()
-    inside = np.flatnonzero((x > p.lower) & (x < p.upper))
-    for m, i in enumerate(inside):
-        partner = -1
-        if hold_start:
-            if len(inside) < 2:
-                break
-            partner = int(inside[m + 1] if m + 1 < len(inside) else inside[m - 1])
-        lo, hi = p.lower[i] - x[i], p.upper[i] - x[i]
-        if partner >= 0:
-            lo, hi = max(lo, x[partner] - p.upper[partner]), min(hi, x[partner] - p.lower[partner])
-        shift = np.append(np.linspace(lo, hi, points), 0.0)
+    for i in np.flatnonzero((x > p.lower) & (x < p.upper)):
+        shift = np.append(np.linspace(p.lower[i] - x[i], p.upper[i] - x[i], points), 0.0)
         trial = np.repeat(x[None, :], len(shift), axis=0)
-        trial[:, i] += shift
-        if partner >= 0:
-            trial[:, partner] -= shift
-        trial[:, i] = np.clip(trial[:, i], p.lower[i], p.upper[i])
-        if partner >= 0:
-            trial[:, partner] = np.clip(trial[:, partner], p.lower[partner], p.upper[partner])
+        trial[:, i] = np.clip(trial[:, i] + shift, p.lower[i], p.upper[i])
         best = int(np.argmin(_losses(p, p.log_ab_end + np.cumsum(trial, axis=1))))
         x = trial[best]
     return x
@@ -78,5 +63,5 @@ def solve_exact(p: Problem, hold_start: bool, slices: int) -> tuple[np.ndarray, 
     `slices` are the programme's slices a level. Returns log α and a status line."""
     x = polish(p, vertex_programme(p, hold_start, slices), hold_start)
     if not hold_start and len(x) <= _MAX_SWEPT:  # with the start held the zoomed grid below also crosses the kinks
-        x = polish(p, _sweep(p, x, hold_start), hold_start)
+        x = polish(p, _sweep(p, x), hold_start)
     return _zoom(p, x, hold_start), f"exact-step programme, {slices} slices a level + Newton polish + zoomed grid"
