@@ -30,13 +30,13 @@ import numpy as np
 import torch
 
 from vrg_core.parameterization import ModelKind
+from vrg_core.search import DEFAULT_BATCH
 
 SAMPLERS = ("euler", "dpmpp_2m", "euler_ancestral")
 EPS_SCHEDULERS = ("normal", "karras", "exponential", "ays_sd1", "beta")
 FLOW_SCHEDULERS = ("simple", "beta")
 Denoise = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 REPO = Path(__file__).resolve().parents[1]
-SEARCH_BATCH = 64  # samples per model call in the benchmarks' searches (results do not depend on it)
 
 
 class Unavailable(Exception):
@@ -152,7 +152,7 @@ class ComfyBackend:
         model = self.model(name)
         positive = self.pack.nodes.demo.VRGDemoConditioning.execute(str(digit)).result[0]
         request, _ = search.search_request(model, (1, 16, 16), sampler, scheduler, steps, seed, evaluations,
-                                           SEARCH_BATCH, 1.0, table, variance_weight)
+                                           DEFAULT_BATCH, 1.0, table, variance_weight)
         with torch.inference_mode():
             return self.pack.vrg_core.search.cached_search(request, search.guided_run(model, positive, None, 1.0,
                                                                                       request))[0]
@@ -251,7 +251,7 @@ class KDiffusionBackend:
         model = load_demo_model(name)
         host = DemoHost(model, digit)
         request = host.request(demo_schedules(model, steps)[scheduler], sampler, seed, evaluations, table,
-                               variance_weight, SEARCH_BATCH)
+                               variance_weight)
         return cached_search(request, host.run(seed))[0]
 
     def sample(self, sampler: str, denoise: Denoise, noise: torch.Tensor, sigmas: torch.Tensor,

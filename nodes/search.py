@@ -15,7 +15,8 @@ from comfy_api.v0_0_2 import io
 from ..vrg_core.errors import VRGError
 from ..vrg_core.plot import search_png
 from ..vrg_core.search import (
-    DEFAULT_EVALUATIONS, DEFAULT_VARIANCE_WEIGHT, MAX_STEPS, SearchCache, SearchRequest, SearchResult, cached_search,
+    DEFAULT_BATCH, DEFAULT_EVALUATIONS, DEFAULT_VARIANCE_WEIGHT, MAX_STEPS, SearchCache, SearchRequest, SearchResult,
+    cached_search,
 )
 from ..vrg_core.search.request import Search
 from .common import CATEGORY, check_choice, png_to_image, report, stop_if_cancelled
@@ -89,7 +90,7 @@ class VRGSearchSchedule(io.ComfyNode):
                              tooltip="Seed of the search's own trajectories: same inputs and seed, same schedule."),
                 io.Int.Input("evaluations", default=DEFAULT_EVALUATIONS, min=100, max=100000, step=100,
                              tooltip="Model evaluations to spend (per sample); more give a steadier choice."),
-                io.Int.Input("batch_size", default=4, min=1, max=256,
+                io.Int.Input("batch_size", default=DEFAULT_BATCH, min=1, max=256,
                              tooltip="Samples per model call; memory also holds up to 4 x 40 latents per sample "
                                      "(a batch too large for this machine is refused before any work)."),
                 io.Float.Input("cfg", default=1.0, min=0.0, max=100.0, step=0.1, round=0.01,

@@ -15,7 +15,8 @@ import numpy as np
 import torch
 
 from ..error_table import ErrorTable
-from ..search import DEFAULT_EVALUATIONS, DEFAULT_VARIANCE_WEIGHT, Run, SearchRequest, Start, as_sampler
+from ..search import (DEFAULT_BATCH, DEFAULT_EVALUATIONS, DEFAULT_VARIANCE_WEIGHT, Run, SearchRequest, Start,
+                      as_sampler)
 from .models import DemoModel, make_context
 from .sampling import exponential_sigmas, karras_sigmas, simple_sigmas
 
@@ -60,7 +61,7 @@ class DemoHost:
 
     def request(self, base: np.ndarray, sampler: str, seed: int, evaluations: int = DEFAULT_EVALUATIONS,
                 table: ErrorTable | None = None, variance_weight: float = DEFAULT_VARIANCE_WEIGHT,
-                batch_size: int = 64) -> SearchRequest:
+                batch_size: int = DEFAULT_BATCH) -> SearchRequest:
         """The search of `sampler` from `base` (σ descending, ending at 0) against the demo's schedulers."""
         return SearchRequest(np.asarray(base, dtype=np.float64), as_sampler(sampler),
                              demo_schedules(self.model, len(base) - 1), self.model.kind, self.model.sigma_min,

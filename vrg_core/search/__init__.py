@@ -9,7 +9,7 @@ from .cache import SearchCache, cache_settings
 from .coefficients import step_coefficients
 from .path import best_path, step_errors
 from .refine import linearised_error, refine, response_curve
-from .request import Run, SearchRequest, Start, cached_search
+from .request import DEFAULT_BATCH, Run, SearchRequest, Start, cached_search
 from .result import Objective, SearchResult
 from .samplers import SAMPLERS, Sampler, as_sampler, sample
 from .schedule_search import (DEFAULT_EVALUATIONS, DEFAULT_GRID, DEFAULT_VARIANCE_WEIGHT, MAX_STEPS, METHOD, Plan,
@@ -21,4 +21,4 @@ __all__ = ["SAMPLERS", "Sampler", "as_sampler", "METHOD", "MAX_STEPS", "DEFAULT_
            "DEFAULT_VARIANCE_WEIGHT", "DEFAULT_GRID", "SearchCache", "SearchResult", "Objective", "Teacher",
            "cache_settings", "search_schedule", "plan_for", "Plan", "run_teacher", "check", "sample",
            "step_coefficients", "step_errors", "best_path", "linearised_error", "refine", "response_curve",
-           "propagated_variance", "error_survival", "SearchRequest", "cached_search", "Run", "Start"]
+           "propagated_variance", "error_survival", "SearchRequest", "cached_search", "Run", "Start", "DEFAULT_BATCH"]

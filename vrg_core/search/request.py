@@ -24,6 +24,7 @@ from .result import SearchResult
 from .samplers import Sampler
 from .schedule_search import DEFAULT_EVALUATIONS, DEFAULT_VARIANCE_WEIGHT, METHOD, Plan, plan_for, search_schedule
 
+DEFAULT_BATCH = 4  # samples per model call (the search node's default); results depend on it only by rounding
 Start = Callable[[int, float], torch.Tensor]  # (count, σ) -> the first `count` starting states at σ
 Search = Callable[[Denoise, Start, "Sampler | None"], SearchResult]
 Run = Callable[[Search], SearchResult]  # the host calls search(denoise, start, sampler) in its sampling context
@@ -48,7 +49,7 @@ class SearchRequest:
     seed: int
     cfg: float = 1.0
     evaluations: int = DEFAULT_EVALUATIONS
-    batch_size: int = 4
+    batch_size: int = DEFAULT_BATCH
     table: ErrorTable | None = None
     variance_weight: float = DEFAULT_VARIANCE_WEIGHT
 

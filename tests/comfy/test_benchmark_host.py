@@ -1,0 +1,88 @@
+"""The benchmarks measure exactly what a user runs: their ComfyUI backend reads the host through the
+pack's own `nodes/host.py` and searches with the search node's own code, and the command line's demo
+host starts from the KSampler's own noise."""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import COMFYUI_PATH, REPO
+
+CELLS = [("eps", "euler"), ("flow", "dpmpp_2m")]
+
+
+@pytest.fixture(scope="module")
+def backend(comfy):
+    sys.path.insert(0, str(REPO))
+    from benchmarks.backend import ComfyBackend
+
+    return ComfyBackend(COMFYUI_PATH)
+
+
+def sampling_of(name: str):
+    from benchmarks.backend import FLOW3, SD15
+
+    return FLOW3 if name == "flow" else SD15
+
+
+@pytest.mark.parametrize("name,sampler", CELLS)
+def test_benchmark_search_is_the_node_search(backend, run, name, sampler):
+    """Same model, prompt, sampler, steps, seed and budget: the benchmark's VRG+ equals the node's, bit for bit,
+    and it measured the same pool (the node's own batch of 4 against the benchmark's 64)."""
+    from benchmarks.vrg_plus import BASE
+
+    model = run("VRGDemoModel", model=name)[0]
+    positive = run("VRGDemoConditioning", digit="3")[0]
+    out = run("VRGSearchSchedule", model=model, latent={"samples": torch.zeros(1, 4, 16, 16)}, sampler_name=sampler,
+              scheduler=BASE[name], steps=4, seed=5, evaluations=400, batch_size=4, cfg=1.0, use_cache=False,
+              positive=positive)
+    ours = backend.search(name, 3, sampler, BASE[name], 4, 5, 400)
+    assert torch.equal(out[0].double(), torch.from_numpy(ours.sigmas).float().double())
+    assert sorted(ours.candidates) == out.ui["candidates"]
+    assert ours.chosen == out.ui["chosen"][0]
+
+
+@pytest.mark.parametrize("name,sampler", CELLS)
+def test_benchmark_pool_and_sampler_are_the_nodes(backend, name, sampler):
+    import comfy.samplers
+
+    host = backend.pack.nodes.host
+    model = backend.model(name)
+    request, _ = backend.pack.nodes.search.search_request(model, (1, 16, 16), sampler, "karras", 6, 0, 2000, 4, 1.0)
+    pool = backend.candidates(sampling_of(name), 6, sampler)
+    assert sorted(pool) == sorted(request.candidates)
+    assert all(np.array_equal(pool[k], request.candidates[k]) for k in pool)
+    shipped = {t[0] for t in host.SHIPPED_TABLES["flow" if name == "flow" else "eps"]}
+    assert shipped <= set(pool), "the benchmark's pool lacks a shipped table the node measures"
+    function = comfy.samplers.sampler_object(sampler).sampler_function
+    assert backend.search_sampler(sampler, sampling_of(name)).function is function
+    assert request.sampler.function is function
+
+
+@pytest.mark.parametrize("name", ["eps", "flow"])
+def test_demo_host_starts_from_the_ksamplers_noise(backend, name):
+    """The command line's (and k-diffusion benchmarks') start equals the node's: prepare_noise scaled by noise_scaling,
+    √(1 + σ²)·ε for EPS at σ_max, σ·ε below it."""
+    from vrg_core.demo import load_demo_model
+    from vrg_core.demo.host import ksampler_start
+
+    demo = load_demo_model(name)
+    node_start = backend.pack.nodes.host.start_states(backend.model(name).model, (1, 16, 16), 7)
+    for sigma in (demo.sigma_max, demo.sigma_max * 0.5):
+        assert torch.equal(ksampler_start(demo, 7)(6, sigma), node_start(6, sigma))
+
+
+@pytest.mark.parametrize("name", ["eps", "flow"])
+def test_demo_schedules_are_comfyuis(backend, name):
+    """The command line's own schedulers give ComfyUI's karras, exponential and simple on the demo models."""
+    from vrg_core.demo import load_demo_model
+    from vrg_core.demo.host import demo_schedules
+
+    ours = demo_schedules(load_demo_model(name), 8)
+    for scheduler, sigmas in ours.items():
+        theirs = backend.ksampler_sigmas(sampling_of(name), scheduler, 8, "euler").double().numpy()
+        np.testing.assert_allclose(sigmas, theirs, rtol=1e-6, err_msg=scheduler)
