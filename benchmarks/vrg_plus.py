@@ -134,11 +134,12 @@ def run_cell(held: HeldOut, subject, table, sampler: str, steps: int, a) -> dict
     for i, seed in enumerate(a.seeds):
         r = search(backend, subject, sampler, steps, seed, a.evaluations, a.digit)
         plus.append(r.sigmas)
-        held_best = None
-        if not stochastic(sampler):  # how often the check picks a schedule that is not the best held out
+        held_best, verdict = None, r.verdict.to_record()
+        if not stochastic(sampler):  # how often the choice is the best held out; does the stated interval cover?
             measured = {k: held.distance(i, sampler, r.candidates[k]) for k in r.objectives}
             held_best = min(measured, key=measured.get)
-        cell["searches"].append({"seed": seed, "chosen": r.chosen, "held_out_best": held_best,
+            verdict["benchmark_gain"] = 1 - measured[r.verdict.searched] / measured[r.verdict.rival]
+        cell["searches"].append({"seed": seed, "chosen": r.chosen, "held_out_best": held_best, "verdict": verdict,
                                  "sigmas": r.sigmas.tolist(), "evaluations": r.evaluations, "samples": r.samples,
                                  "model_seconds": r.model_seconds, "search_seconds": r.search_seconds})
     for label, sigmas in schedules.items():
@@ -210,6 +211,16 @@ def targets(c: dict) -> list[str]:
         wrong = sum(a != b for a, b in picks)
         out.append(f"check picked the held-out best of its measured schedules in {len(picks) - wrong}/{len(picks)} "
                    f"searches ({'; '.join(f'{a} vs {b}' for a, b in picks if a != b) or 'all agree'})")
+    verdicts = [s["verdict"] for s in c["searches"] if "benchmark_gain" in s.get("verdict", {})]
+    if verdicts:
+        covered = sum(v["low"] <= v["benchmark_gain"] <= v["high"] for v in verdicts)
+        kept = sum(v["low"] > 0 for v in verdicts)
+        out.append(f"stated figure (best searched vs {', '.join(sorted({v['rival'] for v in verdicts}))}, on "
+                   f"{verdicts[0]['noises']} held-back noises): "
+                   + "; ".join(f"{100 * v['gain']:+.0f} % [{100 * v['low']:+.0f}, {100 * v['high']:+.0f}] vs "
+                               f"{100 * v['benchmark_gain']:+.0f} % here" for v in verdicts)
+                   + f" — interval covers the benchmark's gain in {covered}/{len(verdicts)}; searched kept in "
+                   f"{kept}/{len(verdicts)}")
     if "oracle" in c:
         o = c["oracle"]
         out.append(f"oracle (seed 0, {ORACLE_FACTOR}x budget, from {o['from']}): {o['distance']:.4g}; VRG+ seed 0 "

@@ -63,6 +63,20 @@ def guided_run(model, positive, negative, cfg: float, request: SearchRequest):
     return run
 
 
+def verdict_text(result: SearchResult) -> str:
+    """What the node says it found: the out-of-sample verdict (never a figure from the noises the search fitted)."""
+    if result.verdict is None:  # a search cached by an earlier version
+        return f"VRG+ kept {result.chosen} (searched before held-back checks; search again for a measured figure)"
+    return result.verdict.sentence()
+
+
+def verdict_ui(result: SearchResult) -> dict:
+    """The verdict for the frontend: the gain of the best searched schedule over the best other, and its interval."""
+    v = result.verdict
+    return {} if v is None else {"held_out_gain": [v.gain, v.low, v.high], "held_out_noises": [v.noises],
+                                 "kept": [v.kept]}
+
+
 class VRGSearchSchedule(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
@@ -139,26 +153,17 @@ class VRGSearchSchedule(io.ComfyNode):
         sigmas = torch.tensor(result.sigmas, dtype=torch.float32)
         searched = Searched(sampler_name, float(cfg), sigmas)
         patched = with_settings(model, Settings(error_table, scheduler, "auto", "fixed", searched))
-        o = result.objectives
         rival = result.rival
         cost = "cached" if cached else f"{result.evaluations} evaluations"
-        change = 100 * (1 - o[result.chosen].total / o[rival].total)
-        if result.chosen == rival:
-            verdict = f"{rival} itself: no searched schedule beat it"
-        elif change >= 0.5:
-            verdict = f"{change:.0f} % closer to the converged result than {rival}, the best other schedule"
-        else:
-            verdict = f"as close to the converged result as {rival}, the best other schedule"
-        text = f"VRG+ is {verdict} ({searched}; {cost}, {time.perf_counter() - started:.0f} s)"
+        text = f"{verdict_text(result)} ({searched}; {cost}, {time.perf_counter() - started:.0f} s)"
         if failed:
             warnings.append(f"schedulers left out (they failed on this model): {', '.join(failed)}")
         plot = png_to_image(search_png(result))
         others = {} if rival == "base" else {"rival": [rival], "rival_sigmas": result.candidates[rival].tolist()}
         ui = report(cls, text, warnings, plot, sigmas=result.sigmas.tolist(), chosen=[result.chosen],
                     base_sigmas=result.candidates["base"].tolist(), **others,
-                    total_error=[o["base"].total, o[rival].total, o[result.chosen].total],
                     candidates=sorted(result.candidates),
-                    evaluations=[0 if cached else result.evaluations])
+                    evaluations=[0 if cached else result.evaluations], **verdict_ui(result))
         return io.NodeOutput(sigmas, patched, plot, ui=ui)
 
 

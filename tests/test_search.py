@@ -206,9 +206,8 @@ def test_search_on_the_demo_model_lowers_the_total_error():
         r = search_schedule(lambda x, s, i: model.denoise(x.reshape(-1, 1, 16, 16), s, make_context(i % 10)).reshape(len(x), -1),
                             start_noise(256), base, "euler", model.kind, model.sigma_min, evaluations=600)
     assert r.evaluations <= 600
-    assert r.objectives[r.chosen].total < r.objectives["base"].total
-    print(f"\ndemo eps euler 5 steps, 600 evaluations: error to converged base {r.objectives['base'].total:.4g}, "
-          f"VRG+ {r.objectives[r.chosen].total:.4g} ({r.chosen})")
+    assert r.verdict.gain > 0 and r.objectives[r.verdict.searched].total < r.objectives["base"].total
+    print(f"\ndemo eps euler 5 steps, 600 evaluations: {r.verdict.sentence()}")
 
 
 def test_sample_matches_the_teacher_on_its_own_grid():
@@ -324,3 +323,34 @@ def test_a_budget_short_for_every_refinement_refines_less_before_refusing():
     assert sum(k.startswith("refined") for k in result.objectives) == REFINED * long.rounds
     with pytest.raises(VRGError, match="too few"):
         search(gaussian_denoiser(SCALE), base=base, evaluations=1000)
+
+
+def test_the_out_of_sample_verdict_keeps_a_searched_schedule_only_when_clearly_closer():
+    from vrg_core.search.selection import judge
+
+    rival = np.array([1.0, 2.0, 1.5, 0.8, 1.2, 2.5, 1.1, 0.9])
+    clear = judge("dp@0.5", "ays_sd1", 0.5 * rival, rival)
+    assert clear.kept == "dp@0.5" and abs(clear.gain - 0.5) < 1e-12 and 0 < clear.low <= 0.5 <= clear.high
+    noisy = judge("dp@0.5", "ays_sd1", rival * np.array([0.6, 1.5, 0.7, 1.4, 0.8, 1.3, 0.9, 1.2]), rival)
+    assert noisy.kept == "ays_sd1" and noisy.low < 0 < noisy.high
+    assert "ays_sd1 is as close as anything found" in noisy.sentence() and "8 noises" in noisy.sentence()
+    assert judge("dp@0.5", "karras", rival, rival).kept == "karras"  # level: the fixed schedule stays
+
+
+def test_search_chooses_on_held_back_noises_and_records_the_verdict():
+    scale = torch.linspace(0.5, 2.0, 64)
+    calls = []
+
+    def denoise(x, sigma, index):
+        calls.append(index.clone())
+        return gaussian_denoiser(scale)(x, sigma, index)
+
+    r = search_schedule(denoise, start_noise(), KARRAS_5, "euler", ModelKind.EPS, 0.0292,
+                        candidates={"exponential": np.r_[np.exp(np.linspace(np.log(14.6146), np.log(0.0292), 5)), 0]},
+                        evaluations=2000)
+    v = r.verdict
+    assert v is not None and v.noises >= 3 and r.chosen == v.kept and np.array_equal(r.sigmas, r.candidates[v.kept])
+    assert v.rival == r.rival and v.searched.startswith(("dp@", "refined")) and v.low <= v.gain <= v.high
+    held_from = max(int(i.max()) for i in calls) + 1 - v.noises  # the held-back noises follow the teacher's
+    assert held_from == r.samples
+    assert SearchResult.from_record(json.loads(json.dumps(r.to_record()))).verdict == v

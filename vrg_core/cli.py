@@ -174,13 +174,9 @@ def cmd_search(a: argparse.Namespace) -> None:
     if a.json:
         print(json.dumps({**result.to_record(), "cached": cached}))
         return
-    o = result.objectives
-    rival = result.rival
     cost = "cached" if cached else (f"{result.evaluations} evaluations, {result.model_seconds:.1f} s model, "
                                     f"{result.search_seconds:.2f} s search")
-    print(f"{a.sampler}, {result.steps} steps: squared error to the converged samples per dimension: VRG+ "
-          f"{o[result.chosen].total:.4g}, best other schedule ({rival}) {o[rival].total:.4g}, base "
-          f"{o['base'].total:.4g} ({cost}; chose {result.chosen})")
+    print(f"{a.sampler}, {result.steps} steps: {result.verdict.sentence()} ({cost}; kept {result.chosen})")
     print("sigmas: " + ", ".join(f"{s:.6g}" for s in result.sigmas))
 
 
@@ -202,29 +198,28 @@ def cmd_demo(a: argparse.Namespace) -> None:
     import torch
 
     from .demo import load_demo_model
-    from .demo.host import DemoHost, demo_schedules
+    from .demo.host import DemoHost, demo_schedules, ksampler_start
     from .demo.metric import fd_to_heldout
-    from .demo.sampling import sample_demo_euler
+    from .search import sample
 
     t0 = time.perf_counter()
     torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
     model = load_demo_model("eps")
+    host = DemoHost(model)  # class-conditional: digit = sample number mod 10
     candidates = demo_schedules(model, a.steps)
     base = candidates["karras"]
-    plus, _ = demo_search(DemoHost(model), base, "euler", a.seed, DEFAULT_EVALUATIONS)
+    plus, _ = demo_search(host, base, "euler", a.seed, DEFAULT_EVALUATIONS)
     table = profile_demo("eps", a.grid, a.samples, 256, a.seed)
     vrg = optimize_sigmas(base, table, start="fixed")
-    noise = torch.randn((a.count, 1, 16, 16), generator=torch.Generator().manual_seed(a.seed + 1))
-    labels = torch.arange(a.count) % 10
+    x = ksampler_start(model, a.seed + 1)(a.count, model.sigma_max)  # every schedule here starts at σ_max
     fine = np.exp(np.linspace(np.log(model.sigma_max), np.log(model.sigma_min), 200))
     with torch.inference_mode():
-        converged = sample_dpmpp_2m(model, noise, np.append(fine, 0.0), labels)
-    rows = {"VRG+": plus.sigmas, **candidates, "VRG": vrg.sigmas}
-    scores = {}
-    for label, sigmas in rows.items():
-        out = sample_demo_euler(model, noise, torch.as_tensor(sigmas).float(), labels)
-        scores[label] = {"distance": float((out.double() - converged).pow(2).mean()),
-                         "fd": fd_to_heldout(out.clamp(-1, 1))}
+        converged = sample(host.denoise, x, np.append(fine, 0.0), "dpmpp_2m")
+        rows = {"VRG+": plus.sigmas, **candidates, "VRG": vrg.sigmas}
+        scores = {}
+        for label, sigmas in rows.items():
+            out = sample(host.denoise, x, sigmas, "euler")
+            scores[label] = {"distance": float((out - converged).pow(2).mean()), "fd": fd_to_heldout(out.float().clamp(-1, 1))}
     best = min((k for k in rows if k != "VRG+"), key=lambda k: scores[k]["distance"])
     print(f"demo EPS model, Euler, {a.steps} steps, {a.count} class-conditional samples from the same noise")
     print(f"  {'schedule':<12} {'distance to converged':>22} {'FD to digits':>13}")
@@ -238,17 +233,6 @@ def cmd_demo(a: argparse.Namespace) -> None:
         print(json.dumps({"steps": a.steps, "sampler": "euler", "samples": a.count, "scores": scores,
                           "sigmas": {k: np.asarray(v).tolist() for k, v in rows.items()},
                           "vrg_plus_evaluations": plus.evaluations, "seconds": time.perf_counter() - t0}))
-
-
-def sample_dpmpp_2m(model, noise, sigmas, labels):
-    """The converged reference: the search's own noise-free DPM++2M (`vrg_core.search.sample`) from `noise` at σ_0."""
-    from .demo import make_context
-    from .parameterization import add_noise
-    from .search import sample
-    import torch
-
-    x = add_noise(torch.zeros_like(noise), noise, torch.full((len(noise),), float(sigmas[0])), model.kind)
-    return sample(lambda xb, s, i: model.denoise(xb, s, make_context(labels[i])), x, sigmas, "dpmpp_2m")
 
 
 def build_parser() -> argparse.ArgumentParser:

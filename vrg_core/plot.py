@@ -131,7 +131,7 @@ def schedule_png(result: OptimizeResult, table: ErrorTable, width: int = 640, he
 def search_png(result: SearchResult, width: int = 640, height: int = 400) -> bytes:
     """σ per step (log σ) of the base, the best other measured and the chosen schedules of a VRG+ search; PNG bytes."""
     img, draw, font = _canvas(width, height)
-    o, rival = result.objectives, result.rival
+    rival = result.rival
     lines = (("base", GREY), (rival, ORANGE), (result.chosen, RED))
     steps = np.arange(result.steps + 1)
     every = np.concatenate([result.candidates[name] for name, _ in lines])
@@ -139,7 +139,9 @@ def search_png(result: SearchResult, width: int = 640, height: int = 400) -> byt
     for name, colour in lines:
         sig = result.candidates[name]
         draw.line(ax.points(steps[sig > 0], sig[sig > 0]), fill=colour, width=2)
-    _frame(draw, ax, f"{result.sampler}: error to converged  base (grey) {o['base'].total:.3g}, {rival} (orange) "
-                     f"{o[rival].total:.3g}, VRG+ (red) {o[result.chosen].total:.3g}",
+    v = result.verdict
+    figure = "" if v is None else (f": best searched {100 * v.gain:+.0f} % closer (90 % {100 * v.low:+.0f} to "
+                                   f"{100 * v.high:+.0f} %) on {v.noises} held-back noises")
+    _frame(draw, ax, f"{result.sampler}: base (grey), {rival} (orange), kept {result.chosen} (red){figure}",
            "step", "sigma", font)
     return _png(img)

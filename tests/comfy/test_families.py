@@ -289,7 +289,7 @@ def test_search_then_ksampler_at_its_steps(family_server, profiled, name):
     start = base_schedule(name, search["scheduler"], steps)[0]
     # the chosen schedule may be another candidate (a scheduler or shipped table), which never starts higher
     assert len(sigmas) == steps + 1 and sigmas[0] <= start * (1 + 1e-5) and sigmas[-1] == 0
-    assert np.all(np.isfinite(out["search"]["total_error"]))
+    assert np.all(np.isfinite(out["search"]["held_out_gain"]))
     check_latent(out["check_search"], name, "KSampler after VRG Search")
     passed()
 

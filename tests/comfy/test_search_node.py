@@ -56,8 +56,9 @@ def test_search_node_caches_and_feeds_the_vrg_scheduler(run, inputs, comfy):
     base = samplers.calculate_sigmas(inputs["model"].get_model_object("model_sampling"), "karras", 5)
     assert len(sigmas) == 6 and sigmas[-1] == 0 and bool(torch.all(sigmas[1:] < sigmas[:-1]))
     assert float(sigmas[0]) <= float(base[0]) * (1 + 1e-6)  # a candidate may start a little lower than the base
-    total = ui["total_error"]  # base, the best other schedule, VRG+
-    assert total[2] <= total[1] <= total[0]
+    gain, low, high = ui["held_out_gain"]  # the best searched schedule against the best other, out of sample
+    assert low <= gain <= high and ui["kept"] == ui["chosen"]
+    assert (ui["chosen"][0] == ui.get("rival", ["base"])[0]) == (low <= 0)  # searched kept only when clearly closer
     stored = json.loads(cache.read_text())["searches"]
     assert any(np.allclose(r["sigmas"], sigmas.tolist()) for r in stored.values())
 
@@ -130,7 +131,7 @@ def test_search_node_with_guidance_uses_the_negative(run, inputs):
     plain = run("VRGSearchSchedule", **{**inputs, "use_cache": False})
     guided = run("VRGSearchSchedule", **{**inputs, "use_cache": False, "cfg": 3.0, "negative": negative})
     assert guided.ui["evaluations"][0] <= 600
-    assert guided.ui["total_error"] != plain.ui["total_error"]  # the guided model was searched, not the plain one
+    assert guided.ui["held_out_gain"] != plain.ui["held_out_gain"]  # the guided model was searched, not the plain one
 
 
 def test_search_node_uses_only_the_latent_size_and_sets_a_damaged_cache_aside(run, inputs, comfy):

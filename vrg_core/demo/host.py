@@ -15,12 +15,12 @@ import numpy as np
 import torch
 
 from ..error_table import ErrorTable
-from ..search import (DEFAULT_BATCH, DEFAULT_EVALUATIONS, DEFAULT_VARIANCE_WEIGHT, Run, SearchRequest, Start,
-                      as_sampler)
+from ..search import DEFAULT_EVALUATIONS, DEFAULT_VARIANCE_WEIGHT, Run, SearchRequest, Start, as_sampler
 from .models import DemoModel, make_context
 from .sampling import exponential_sigmas, karras_sigmas, simple_sigmas
 
 LATENT_SHAPE = (1, 16, 16)  # one demo latent [C, H, W]: a 16×16 grey digit
+BATCH = 64  # samples per model call: a 16×16 latent is cheap, calls are not (the node's default is 4)
 
 
 def demo_schedules(model: DemoModel, steps: int) -> dict[str, np.ndarray]:
@@ -61,7 +61,7 @@ class DemoHost:
 
     def request(self, base: np.ndarray, sampler: str, seed: int, evaluations: int = DEFAULT_EVALUATIONS,
                 table: ErrorTable | None = None, variance_weight: float = DEFAULT_VARIANCE_WEIGHT,
-                batch_size: int = DEFAULT_BATCH) -> SearchRequest:
+                batch_size: int = BATCH) -> SearchRequest:
         """The search of `sampler` from `base` (σ descending, ending at 0) against the demo's schedulers."""
         return SearchRequest(np.asarray(base, dtype=np.float64), as_sampler(sampler),
                              demo_schedules(self.model, len(base) - 1), self.model.kind, self.model.sigma_min,

@@ -8,6 +8,7 @@ import numpy as np
 
 from ..errors import VRGError
 from ..objective import as_schedule
+from .selection import Verdict
 
 
 SEARCHED = ("dp@", "refined")  # name prefixes of the schedules the search made itself
@@ -33,7 +34,8 @@ class SearchResult:
     `vrg`, the searched `dp@<damping>` and `refined<round>:…` ones). `screened` — each one's
     final-sample error predicted from the teacher (`refine.linearised_error`, + VRG's term);
     `objectives` — the measured error, sampled from all `samples` teacher noises, of the ones
-    checked. `chosen` names the least `objectives` total. `evaluations` counts model evaluations per sample summed over samples.
+    checked. `chosen` names the schedule returned: the one `verdict` kept (the best searched schedule against the
+    best fixed one, on held-back noises). `evaluations` counts model evaluations per sample summed over samples.
     """
 
     sigmas: np.ndarray
@@ -49,6 +51,7 @@ class SearchResult:
     variance_weight: float
     model_seconds: float
     search_seconds: float
+    verdict: Verdict | None = None
 
     @property
     def rival(self) -> str:
@@ -63,7 +66,8 @@ class SearchResult:
                 "screened": self.screened, "candidates": {k: v.tolist() for k, v in self.candidates.items()},
                 "evaluations": self.evaluations, "samples": self.samples,
                 "grid": self.grid, "variance_weight": self.variance_weight, "model_seconds": self.model_seconds,
-                "search_seconds": self.search_seconds}
+                "search_seconds": self.search_seconds,
+                "verdict": None if self.verdict is None else self.verdict.to_record()}
 
     @classmethod
     def from_record(cls, record: dict) -> "SearchResult":
@@ -76,7 +80,8 @@ class SearchResult:
                          {k: as_schedule(v, f"{k} sigmas") for k, v in record["candidates"].items()},
                          int(record["evaluations"]), int(record["samples"]),
                          int(record["grid"]), float(record["variance_weight"]), float(record["model_seconds"]),
-                         float(record["search_seconds"]))
+                         float(record["search_seconds"]),
+                         None if record.get("verdict") is None else Verdict.from_record(record["verdict"]))
         except (KeyError, TypeError, ValueError, IndexError, AttributeError) as e:
             raise VRGError(f"a stored searched schedule is damaged ({type(e).__name__}: {e})") from None
         if len(result.sigmas) != result.steps + 1 or result.chosen not in result.objectives \

@@ -13,11 +13,14 @@ the user's model and returns the schedule whose samples come closest to the conv
 4. **Checks**: the base and one searched schedule are sampled from the teacher's noise; along
    the way the model's response to the sampler's deviations is measured (`refine.response_curve`),
    which predicts the final error of any schedule from the Gram matrix (`refine.linearised_error`).
-   The pool is ranked by that prediction and the best `FULL_CHECKS` are sampled too.
+   The pool is ranked by that prediction and the best `FULL_CHECKS` are sampled too (the
+   `FIXED_CHECKS` best fixed ones among them, so the schedule to beat is measured, not predicted).
 5. **Refinement** (`refine`): the `REFINED` best measured schedules are refined on the
    prediction and sampled; the response is measured again along them, and they are refined
-   once more (`ROUNDS`). The least measured error wins, so the result is never worse, on the
-   search's own noise, than any schedule it measured.
+   once more (`ROUNDS`).
+6. **Out-of-sample choice** (`selection`): on held-back noises the refinement never fitted, the
+   best searched schedule and the best fixed one are sampled; the searched one is kept only when
+   it is closer by more than the paired noise, and the gain measured there is what is reported.
 
 With an error table and `variance_weight` > 0, VRG's prediction-error term (propagated to the
 final sample) is added to every measure. The sampler (`samplers.Sampler`) is the host's own
@@ -48,12 +51,13 @@ from ..parameterization import ModelKind, noise_level_grid
 from ..profile import Denoise
 from .path import best_path, step_errors
 from .refine import linearised_error, refine, response_curve
-from .result import Objective, SearchResult
+from .result import SEARCHED, Objective, SearchResult
 from .samplers import Sampler, as_sampler
+from .selection import judge, per_noise_distance, solve
 from .survival import error_survival, propagated_variance
 from .teacher import check, run_teacher
 
-METHOD = 6  # raised whenever the search changes, so a cached result of an older search is not reused
+METHOD = 7  # raised whenever the search changes, so a cached result of an older search is not reused
 MAX_STEPS = 50
 DEFAULT_EVALUATIONS = 2000
 DEFAULT_GRID = 40
@@ -63,39 +67,51 @@ MIN_SAMPLES = 4
 # 1 damps it as for Gaussian data; each gives one searched schedule.
 DAMPING = (0.0, 0.25, 0.5, 0.75, 1.0)
 FIRST_CHECKS = ("base", "dp@0.5")  # sampled first, to measure the model's response
-FULL_CHECKS = 3  # further pool schedules sampled, the best by the predicted error
+FULL_CHECKS = 3  # further pool schedules sampled, the best by the predicted error …
+FIXED_CHECKS = 2  # … of which the best predicted fixed ones (what a user could pick), so the rival is measured
 REFINED = 2  # the best measured schedules refined on the predicted error, then sampled
 ROUNDS = 2  # refinements of each, the response measured again in between
+HOLD_SHARE = 0.25  # of the budget, for the held-back noises of the out-of-sample choice (`selection`)
+MIN_HELD = 3  # held-back noises at the least (many steps: what the budget leaves)
 
 
 @dataclasses.dataclass(frozen=True)
 class Plan:
     """How the budget is spent: `samples` teacher noises, `grid` points, `checks` sampled schedules of `calls` model
-    calls, of which `rounds` rounds of `REFINED` refined ones."""
+    calls, of which `rounds` rounds of `REFINED` refined ones; `held` held-back noises, each solved on the grid and
+    sampled with two schedules for the out-of-sample choice."""
 
     samples: int
     grid: int
     calls: int
     checks: int
     rounds: int
+    held: int = 0
+
+    @property
+    def held_evaluations(self) -> int:
+        return self.held * (self.grid + 2 * self.calls)
 
     @property
     def evaluations(self) -> int:
-        return self.samples * (self.grid + self.checks * self.calls)
+        return self.samples * (self.grid + self.checks * self.calls) + self.held_evaluations
 
 
 def plan_for(evaluations: int, steps: int, sampler: str | Sampler, grid_size: int = DEFAULT_GRID) -> Plan:
     """The largest plan within `evaluations` (per sample, summed over samples); the grid has ≥ 2 points a step.
 
-    A budget too small for `MIN_SAMPLES` teacher noises with every refinement round (many steps)
-    refines fewer rounds, down to none, before it is refused.
+    `HOLD_SHARE` of the budget (at least `MIN_HELD` noises) goes to the held-back noises; a budget
+    too small for `MIN_SAMPLES` teacher noises with every refinement round (many steps) refines
+    fewer rounds, down to none, before it is refused.
     """
     sampler = as_sampler(sampler)
     grid = max(grid_size, 2 * steps)
     calls = steps * sampler.calls_per_step
+    held = max(MIN_HELD, int(HOLD_SHARE * evaluations) // (grid + 2 * calls))
+    fitting = evaluations - held * (grid + 2 * calls)
     for rounds in range(0 if sampler.stochastic else ROUNDS, -1, -1):
         checks = len(FIRST_CHECKS) + FULL_CHECKS + REFINED * rounds
-        plan = Plan(evaluations // (grid + checks * calls), grid, calls, checks, rounds)
+        plan = Plan(max(fitting, 0) // (grid + checks * calls), grid, calls, checks, rounds, held)
         if plan.samples >= MIN_SAMPLES:
             break
     return plan
@@ -168,6 +184,7 @@ def search_schedule(
     run.check_best(pool)
     if not sampler.stochastic:
         run.refine_leaders(pool)
+    run.choose_out_of_sample(pool)
     if progress is not None:
         progress(plan.evaluations, plan.evaluations)  # fewer evaluations than planned when candidates coincide
     return run.result(pool)
@@ -197,7 +214,7 @@ def checked_plan(base: np.ndarray, sampler: Sampler, kind: ModelKind, sigma_min:
     plan = plan_for(evaluations, steps, sampler, grid_size)
     if plan.samples < MIN_SAMPLES:
         raise VRGError(f"{evaluations} evaluations are too few for {steps} steps; allow at least "
-                       f"{MIN_SAMPLES * (plan.grid + plan.checks * plan.calls)}")
+                       f"{MIN_SAMPLES * (plan.grid + plan.checks * plan.calls) + plan.held_evaluations}")
     return plan
 
 
@@ -227,20 +244,23 @@ class _Run:
         self.screened: dict[str, float] = {}
         self.model_seconds = self.search_seconds = 0.0
 
-    def starting_states(self, sigma0: float) -> torch.Tensor:
+    def starting_states(self, sigma0: float, held: bool = False) -> torch.Tensor:
+        """The teacher noises' starting states at σ_0 (`held`: the held-back noises', which follow them)."""
         if sigma0 not in self.starts:
-            self.starts[sigma0] = self.start(self.plan.samples, sigma0)
-        return self.starts[sigma0]
+            self.starts[sigma0] = self.start(self.plan.samples + self.plan.held, sigma0)
+        states = self.starts[sigma0]
+        return states[self.plan.samples:] if held else states[:self.plan.samples]
 
     def teach(self, sigma0: float, grid: np.ndarray, kind: ModelKind) -> None:
         """Stage 1: the teacher trajectories from σ_0 on `grid` (σ descending, without the final 0)."""
         tick = time.perf_counter()
         first = self.starting_states(sigma0)
-        if first.shape[0] != self.plan.samples:
-            raise VRGError(f"the start function gave {first.shape[0]} starting states for {self.plan.samples}")
+        if self.starts[sigma0].shape[0] != self.plan.samples + self.plan.held:
+            raise VRGError(f"the start function gave {self.starts[sigma0].shape[0]} starting states for "
+                           f"{self.plan.samples + self.plan.held}")
         self.teacher = run_teacher(self.denoise, first, grid, self.batch_size, self.budget.spend)
         self.model_seconds += time.perf_counter() - tick
-        self.grid, self.kind = grid, kind
+        self.grid, self.kind, self.sigma0 = grid, kind, sigma0
 
     def searched_paths(self, steps: int) -> dict[str, np.ndarray]:
         """Stage 2: per damping exponent, the grid path of `steps` steps with the least (damped) step errors."""
@@ -287,7 +307,9 @@ class _Run:
         self.screened = {name: linearised_error(sigmas, self.teacher, self.sampler, response) + self.variance(sigmas)
                          for name, sigmas in pool.items()}
         self.search_seconds += time.perf_counter() - tick
-        for name in sorted((k for k in self.screened if k not in self.objectives), key=self.screened.get)[:FULL_CHECKS]:
+        unmeasured = sorted((k for k in self.screened if k not in self.objectives), key=self.screened.get)
+        fixed = [k for k in unmeasured if not k.startswith(SEARCHED)][:FIXED_CHECKS]
+        for name in (fixed + [k for k in unmeasured if k not in fixed])[:FULL_CHECKS]:
             self.measure(name, pool)
 
     def refine_leaders(self, pool: dict[str, np.ndarray]) -> None:
@@ -305,12 +327,29 @@ class _Run:
                 self.measure(name, pool)
             leaders = list(refined)
 
+    def choose_out_of_sample(self, pool: dict[str, np.ndarray]) -> None:
+        """Stage 6: the best measured searched schedule against the best measured fixed one on the held-back noises
+        (`selection`): their converged results solved on the grid, both schedules sampled from them."""
+        tick = time.perf_counter()
+        fixed = [k for k in self.objectives if not k.startswith(SEARCHED)]
+        searched = [k for k in self.objectives if k.startswith(SEARCHED)]
+        rival = min(fixed, key=lambda k: self.objectives[k].total)
+        best = min(searched, key=lambda k: self.objectives[k].total)
+        first, batch, spend = self.plan.samples, self.batch_size, self.budget.spend
+        reference = solve(self.denoise, self.starting_states(self.sigma0, held=True), np.append(self.grid, 0.0),
+                          "dpmpp_2m", first, batch, spend)
+        distance = {name: per_noise_distance(solve(self.denoise, self.starting_states(float(pool[name][0]), held=True),
+                                                   pool[name], self.sampler, first, batch, spend), reference)
+                    for name in (best, rival)}
+        self.verdict = judge(best, rival, distance[best], distance[rival])
+        self.model_seconds += time.perf_counter() - tick
+
     def result(self, pool: dict[str, np.ndarray]) -> SearchResult:
-        """The least measured schedule and what every candidate measured."""
-        chosen = min(self.objectives, key=lambda k: self.objectives[k].total)
+        """The schedule kept by the out-of-sample choice and what every candidate measured."""
+        chosen = self.verdict.kept
         return SearchResult(pool[chosen], self.sampler.name, len(pool["base"]) - 1, chosen, self.objectives,
                             self.screened, pool, self.budget.done, self.plan.samples, self.plan.grid,
-                            float(self.variance_weight), self.model_seconds, self.search_seconds)
+                            float(self.variance_weight), self.model_seconds, self.search_seconds, self.verdict)
 
 
 def distinct_best(objectives: dict[str, Objective], pool: dict[str, np.ndarray], count: int) -> list[str]:
