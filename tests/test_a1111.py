@@ -207,20 +207,29 @@ def test_broken_table_logs_one_line_and_is_not_registered(webui, load_script, tm
     assert "\n" not in records[0].getMessage()
 
 
+def hide_package(monkeypatch, package: str) -> None:
+    """Make every import of `package` or its submodules raise ModuleNotFoundError until the test ends,
+    whatever was imported before: a None entry in sys.modules halts the import machinery for that name,
+    and a submodule imported earlier (say by k_diffusion) is hidden by its own entry, not only its parent's."""
+    for name in [n for n in sys.modules if n == package or n.startswith(package + ".")] + [package]:
+        monkeypatch.setitem(sys.modules, name, None)
+
+
 def test_missing_dependency_logs_one_line_and_registers_nothing(webui, load_script, tmp_path, caplog, monkeypatch):
     sd_schedulers, _ = webui
     write_table(tmp_path / "models" / "vrg", "mine")
     for name in [n for n in sys.modules if n == "vrg_core" or n.startswith("vrg_core.")]:
-        monkeypatch.delitem(sys.modules, name)
-    monkeypatch.setitem(sys.modules, "scipy.optimize", None)  # as if scipy were not installed
+        monkeypatch.delitem(sys.modules, name)  # so that the script imports vrg_core afresh
+    hide_package(monkeypatch, "scipy")  # as if scipy were not installed
     before = list(sd_schedulers.schedulers)
 
     with caplog.at_level(logging.WARNING, logger="vrg"):
-        load_script()
+        module = load_script()
 
+    assert isinstance(module.missing, ImportError) and module.missing.name.split(".")[0] == "scipy"  # it hit the hidden scipy
     assert sd_schedulers.schedulers == before
     records = [r for r in caplog.records if r.name == "vrg"]
-    assert len(records) == 1 and "scipy.optimize" in records[0].getMessage()
+    assert len(records) == 1 and str(module.missing) in records[0].getMessage() and "\n" not in records[0].getMessage()
 
 
 def test_user_table_overrides_bundled_table_of_the_same_name(load_script, tmp_path, monkeypatch):

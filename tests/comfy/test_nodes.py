@@ -242,9 +242,21 @@ def test_load_schedule_precomputed_and_on_the_fly(run, demo, comfy):
     assert flow[0][0] == 1.0 and flow[0][-1] == 0 and "for flow (const) models" in flow.ui["text"][1]
 
 
+# Re-optimising a bundled schedule on another machine is not bit-identical: last-bit differences in
+# the arithmetic (numpy / BLAS builds, summation order) flip the optimiser's discrete choices between
+# near-equal paths (dynamic programme, zoomed grid, the polish's stop at a 1e-8 relative gain). From the
+# same stored base and table, single σ then moved by up to 2 % and the CPE by up to 7.6e-4 (relative)
+# between the machine that built schedules/ and another; thread counts, and numpy / OpenBLAS / ATen
+# without AVX2 and FMA, gave bit-identical results on one machine. So the re-optimised schedule is
+# compared by its CPE, to 2e-3: below the smallest gain of any bundled schedule over its base (9.8e-3).
+BUNDLE_CPE_REL = 2e-3
+
+
 def test_bundle_schedules_match_the_host(comfy):
-    """The bundled base schedules are what ComfyUI's schedulers give; the optimised ones reproduce."""
+    """The bundled base schedules are what ComfyUI's schedulers give; the optimised ones are what they
+    claim (their CPE on the bundled table) and as good as this host's optimiser makes them."""
     from vrg_pack.vrg_core.bundle import bundled_entry, list_bundled_tables, load_bundled_table
+    from vrg_pack.vrg_core.objective import cumulative_error
     from vrg_pack.vrg_core.optimize import optimize_sigmas
     from vrg_pack.vrg_core.parameterization import ModelKind
 
@@ -253,9 +265,15 @@ def test_bundle_schedules_match_the_host(comfy):
     for name in ("demo_eps", "demo_flow"):
         entry, table = bundled_entry(name), load_bundled_table(name)
         assert table.info.model_fingerprint == entry["model_fingerprint"]
+        interp = entry["optimizer"]["interp"]
         for scheduler, by_steps in entry["schedules"].items():
             for steps, stored in by_steps.items():
                 base = spec_base_schedule(ModelKind.parse(entry["kind"]), entry["sampling"], scheduler, int(steps))
-                assert base.tolist() == pytest.approx(stored["base"], rel=1e-6)
-                again = optimize_sigmas(base, table, **entry["optimizer"])
-                assert again.sigmas == pytest.approx(np.array(stored["sigmas"]), rel=1e-6)
+                assert base.tolist() == pytest.approx(stored["base"], rel=1e-6)  # float32 host: 1.2e-7 measured
+                sigmas = np.array(stored["sigmas"])
+                assert len(sigmas) == int(steps) + 1 and sigmas[0] == stored["base"][0] and sigmas[-1] == 0
+                assert bool(np.all(np.diff(sigmas) < 0))
+                assert cumulative_error(sigmas, table, interp).total == pytest.approx(stored["cpe_after"], rel=1e-9)
+                assert cumulative_error(np.array(stored["base"]), table, interp).total == pytest.approx(stored["cpe_before"], rel=1e-9)
+                again = optimize_sigmas(np.array(stored["base"]), table, **entry["optimizer"])
+                assert again.cpe_after == pytest.approx(stored["cpe_after"], rel=BUNDLE_CPE_REL), f"{name} {scheduler} {steps}"
