@@ -226,8 +226,10 @@ def cmd_demo(a: argparse.Namespace) -> None:
     for label in rows:
         print(f"  {label:<12} {scores[label]['distance']:>22.5f} {scores[label]['fd']:>13.2f}")
     gain = 100 * (1 - scores["VRG+"]["distance"] / scores[best]["distance"])
-    print(f"  VRG+ is {gain:.0f} % closer to the converged samples than the best fixed schedule ({best}); "
-          f"searched with {plus.evaluations} model evaluations, no error table (VRG needs one: profiled here)")
+    print(f"  on these samples (noises the search never saw) VRG+ is {gain:.0f} % closer to the converged samples than "
+          f"the best fixed schedule ({best})")
+    print(f"  the search said: {plus.verdict.sentence()}; it kept {plus.chosen}, with {plus.evaluations} model "
+          "evaluations and no error table (VRG needs one: profiled here)")
     print(f"  took {time.perf_counter() - t0:.1f} s")
     if a.json:
         print(json.dumps({"steps": a.steps, "sampler": "euler", "samples": a.count, "scores": scores,
