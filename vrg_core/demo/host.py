@@ -42,8 +42,8 @@ def ksampler_start(model: DemoModel, seed: int) -> Start:
     def start(count: int, sigma: float) -> torch.Tensor:
         noise = torch.randn((count, *LATENT_SHAPE), generator=torch.Generator().manual_seed(seed))
         full = math.isclose(model.sigma_max, sigma, rel_tol=1e-5) or sigma > model.sigma_max
-        scale = math.sqrt(1.0 + sigma**2) if full and not model.kind.is_flow else sigma
-        return noise * torch.tensor([scale], dtype=torch.float32)
+        at = torch.tensor([sigma], dtype=torch.float32)  # in float32, as the host computes it
+        return noise * (torch.sqrt(1.0 + at**2.0) if full and not model.kind.is_flow else at)
 
     return start
 
