@@ -177,7 +177,9 @@ def report(results: dict) -> str:
              f"{results['seeds']}: each seed is one search (its own noise) and {results['samples']} held-out noises. "
              "distance = mean squared distance per dimension to the converged samples (DPM++2M, 200 steps) from "
              "the same noise; spread = variance over the converged samples'. VRG+ searches with the default "
-             f"{results['evaluations']} evaluations and no error table.", ""]
+             f"{results['evaluations']} evaluations and no error table"
+             + (f", prompted with digit {results['digit']} (held-out noises: all digits)" if "digit" in results else "")
+             + (", through the search node's own code" if results["backend"].startswith("ComfyUI") else "") + ".", ""]
     for s in results["subjects"]:
         lines += [f"## {s['title']}", ""]
         for c in s["cells"]:

@@ -110,7 +110,8 @@ def test_vrg_nodes_draw_their_results_as_a_chart_after_a_run(server, template_fi
     from cdp import Browser
 
     expected = {TABLE_DEMO: {"VRGProfile": ["#2ca02c"], "VRGOptimizeSigmas": ["#787878", "#1f77b4"]},
-                SEARCH_DEMO: {"VRGSearchSchedule": ["#787878", "#d62728"]}}  # base is the best other
+                # base, the best other schedule (the best fixed ones are always sampled: here not the base), VRG+
+                SEARCH_DEMO: {"VRGSearchSchedule": ["#787878", "#ff7f0e", "#d62728"]}}
 
     async def session():
         async with Browser(str(CHROMIUM), width=1600, height=1000) as browser:
