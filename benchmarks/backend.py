@@ -122,18 +122,13 @@ class ComfyBackend:
         """The demo model's own `model_sampling` (EPS: SD1.5's discrete schedule; flow: shift 3)."""
         return self.model("flow" if sampling.kind.is_flow else "eps").get_model_object("model_sampling")
 
-    def scheduler_names(self) -> list[str]:
-        """Every scheduler a user could pick (other packs' too), as the search node lists them."""
-        return self.host.base_scheduler_names()
-
     def sigmas(self, sampling: Sampling, scheduler: str, steps: int) -> torch.Tensor:
-        tables = {name: (module, node, arguments) for process in self.host.SHIPPED_TABLES.values()
-                  for name, module, node, arguments in process}
-        if scheduler in tables:
-            process = "flow" if sampling.kind.is_flow else "eps"
-            if scheduler not in {t[0] for t in self.host.SHIPPED_TABLES[process]}:
-                raise Unavailable(f"{scheduler} is not a table for {sampling.kind.label} models")
-            return self.host.shipped_table(*tables[scheduler], steps).float()
+        process = "flow" if sampling.kind.is_flow else "eps"
+        for name, module, node, arguments in self.host.SHIPPED_TABLES[process]:
+            if name == scheduler:
+                return self.host.shipped_table(module, node, arguments, steps).float()
+        if any(scheduler == table[0] for tables in self.host.SHIPPED_TABLES.values() for table in tables):
+            raise Unavailable(f"{scheduler} is not a table for {sampling.kind.label} models")
         return self._samplers.calculate_sigmas(self.model_sampling(sampling), scheduler, steps).float()
 
     def candidates(self, sampling: Sampling, steps: int, sampler: str) -> dict[str, np.ndarray]:
@@ -197,6 +192,7 @@ class KDiffusionBackend:
         self._k = k_diffusion
         self.version = f"k-diffusion {getattr(k_diffusion, '__version__', '?')}"
         self._tables: dict = {}
+        self._models: dict = {}
 
     def _table(self, sampling: Sampling) -> torch.Tensor:
         from vrg_core.demo.models import eps_sigma_table, flow_sigma_table
@@ -221,17 +217,19 @@ class KDiffusionBackend:
             return simple_sigmas(SimpleNamespace(sigmas=table), steps)
         raise Unavailable(f"scheduler {scheduler!r} for {sampling.kind.value} needs ComfyUI (set COMFYUI_PATH)")
 
-    @staticmethod
-    def _demo(sampling: Sampling):
+    def _demo(self, name: str):
+        """Demo model `name`, loaded once."""
         from vrg_core.demo import load_demo_model
 
-        return load_demo_model("flow" if sampling.kind.is_flow else "eps")
+        if name not in self._models:
+            self._models[name] = load_demo_model(name)
+        return self._models[name]
 
     def candidates(self, sampling: Sampling, steps: int, sampler: str) -> dict[str, np.ndarray]:
         """What the command line's search measures: the demo's own schedulers (`demo.host.demo_schedules`)."""
         from vrg_core.demo.host import demo_schedules
 
-        return demo_schedules(self._demo(sampling), steps)
+        return demo_schedules(self._demo("flow" if sampling.kind.is_flow else "eps"), steps)
 
     def ksampler_sigmas(self, sampling: Sampling, scheduler: str, steps: int, sampler: str) -> torch.Tensor:
         return torch.from_numpy(self.candidates(sampling, steps, sampler)[scheduler])
@@ -244,11 +242,10 @@ class KDiffusionBackend:
     def search(self, name: str, digit: int, sampler: str, scheduler: str, steps: int, seed: int, evaluations: int,
                table=None, variance_weight: float = 0.0):
         """The command line's search (the demo host, `cached_search`) on demo model `name` prompted with `digit`."""
-        from vrg_core.demo import load_demo_model
         from vrg_core.demo.host import DemoHost, demo_schedules
         from vrg_core.search import cached_search
 
-        model = load_demo_model(name)
+        model = self._demo(name)
         host = DemoHost(model, digit)
         request = host.request(demo_schedules(model, steps)[scheduler], sampler, seed, evaluations, table,
                                variance_weight)

@@ -63,18 +63,10 @@ def guided_run(model, positive, negative, cfg: float, request: SearchRequest):
     return run
 
 
-def verdict_text(result: SearchResult) -> str:
-    """What the node says it found: the out-of-sample verdict (never a figure from the noises the search fitted)."""
-    if result.verdict is None:  # a search cached by an earlier version
-        return f"VRG+ kept {result.chosen} (searched before held-back checks; search again for a measured figure)"
-    return result.verdict.sentence()
-
-
 def verdict_ui(result: SearchResult) -> dict:
     """The verdict for the frontend: the gain of the best searched schedule over the best other, and its interval."""
     v = result.verdict
-    return {} if v is None else {"held_out_gain": [v.gain, v.low, v.high], "held_out_noises": [v.noises],
-                                 "kept": [v.kept]}
+    return {"held_out_gain": [v.gain, v.low, v.high], "held_out_noises": [v.noises], "kept": [v.kept]}
 
 
 class VRGSearchSchedule(io.ComfyNode):
@@ -155,7 +147,7 @@ class VRGSearchSchedule(io.ComfyNode):
         patched = with_settings(model, Settings(error_table, scheduler, "auto", "fixed", searched))
         rival = result.rival
         cost = "cached" if cached else f"{result.evaluations} evaluations"
-        text = f"{verdict_text(result)} ({searched}; {cost}, {time.perf_counter() - started:.0f} s)"
+        text = f"{result.verdict.sentence()} ({searched}; {cost}, {time.perf_counter() - started:.0f} s)"
         if failed:
             warnings.append(f"schedulers left out (they failed on this model): {', '.join(failed)}")
         plot = png_to_image(search_png(result))

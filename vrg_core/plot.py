@@ -140,8 +140,8 @@ def search_png(result: SearchResult, width: int = 640, height: int = 400) -> byt
         sig = result.candidates[name]
         draw.line(ax.points(steps[sig > 0], sig[sig > 0]), fill=colour, width=2)
     v = result.verdict
-    figure = "" if v is None else (f": best searched {100 * v.gain:+.0f} % closer (90 % {100 * v.low:+.0f} to "
-                                   f"{100 * v.high:+.0f} %) on {v.noises} held-back noises")
-    _frame(draw, ax, f"{result.sampler}: base (grey), {rival} (orange), kept {result.chosen} (red){figure}",
+    _frame(draw, ax, f"{result.sampler}: base (grey), {rival} (orange), kept {result.chosen} (red): best searched "
+                     f"{100 * v.gain:+.0f} % closer (90 % {100 * v.low:+.0f} to {100 * v.high:+.0f} %) on "
+                     f"{v.noises} held-back noises",
            "step", "sigma", font)
     return _png(img)

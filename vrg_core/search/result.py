@@ -51,7 +51,7 @@ class SearchResult:
     variance_weight: float
     model_seconds: float
     search_seconds: float
-    verdict: Verdict | None = None
+    verdict: Verdict
 
     @property
     def rival(self) -> str:
@@ -67,7 +67,7 @@ class SearchResult:
                 "evaluations": self.evaluations, "samples": self.samples,
                 "grid": self.grid, "variance_weight": self.variance_weight, "model_seconds": self.model_seconds,
                 "search_seconds": self.search_seconds,
-                "verdict": None if self.verdict is None else self.verdict.to_record()}
+                "verdict": self.verdict.to_record()}
 
     @classmethod
     def from_record(cls, record: dict) -> "SearchResult":
@@ -81,7 +81,7 @@ class SearchResult:
                          int(record["evaluations"]), int(record["samples"]),
                          int(record["grid"]), float(record["variance_weight"]), float(record["model_seconds"]),
                          float(record["search_seconds"]),
-                         None if record.get("verdict") is None else Verdict.from_record(record["verdict"]))
+                         Verdict.from_record(record["verdict"]))
         except (KeyError, TypeError, ValueError, IndexError, AttributeError) as e:
             raise VRGError(f"a stored searched schedule is damaged ({type(e).__name__}: {e})") from None
         if len(result.sigmas) != result.steps + 1 or result.chosen not in result.objectives \
