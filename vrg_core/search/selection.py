@@ -79,11 +79,17 @@ def per_noise_distance(samples: torch.Tensor, reference: torch.Tensor) -> np.nda
     return (samples - reference).pow(2).reshape(len(samples), -1).mean(dim=1).numpy()
 
 
-def judge(searched: str, rival: str, searched_distance: np.ndarray, rival_distance: np.ndarray) -> Verdict:
-    """The `Verdict` from paired per-noise distances (the same held-back noises, in order)."""
-    gain = 1.0 - searched_distance.sum() / rival_distance.sum()
+def gain_interval(distance: np.ndarray, rival_distance: np.ndarray) -> tuple[float, float, float]:
+    """(gain, low, high): gain = 1 − Σ `distance` / Σ `rival_distance` (paired per-noise distances, the same
+    noises in order) and its `INTERVAL` interval (paired bootstrap, `RESAMPLES` resamples, seeded)."""
+    gain = 1.0 - distance.sum() / rival_distance.sum()
     picks = np.random.default_rng(0).integers(0, len(rival_distance), (RESAMPLES, len(rival_distance)))
-    gains = 1.0 - searched_distance[picks].sum(axis=1) / np.maximum(rival_distance[picks].sum(axis=1), 1e-300)
+    gains = 1.0 - distance[picks].sum(axis=1) / np.maximum(rival_distance[picks].sum(axis=1), 1e-300)
     tail = (1.0 - INTERVAL) / 2
     low, high = np.quantile(gains, [tail, 1.0 - tail])
-    return Verdict(searched, rival, len(rival_distance), float(gain), float(low), float(high))
+    return float(gain), float(low), float(high)
+
+
+def judge(searched: str, rival: str, searched_distance: np.ndarray, rival_distance: np.ndarray) -> Verdict:
+    """The `Verdict` from paired per-noise distances (the same held-back noises, in order)."""
+    return Verdict(searched, rival, len(rival_distance), *gain_interval(searched_distance, rival_distance))
