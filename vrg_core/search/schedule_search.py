@@ -19,8 +19,9 @@ the user's model and returns the schedule whose samples come closest to the conv
    prediction and sampled; the response is measured again along them, and they are refined
    once more (`ROUNDS`).
 6. **Out-of-sample choice** (`selection`): on held-back noises the refinement never fitted, the
-   best searched schedule and the best fixed one are sampled; the searched one is kept only when
-   it is closer by more than the paired noise, and the gain measured there is what is reported.
+   best searched schedule and the two best fixed ones are sampled; the rival is the fixed one
+   closest over every noise, and the searched one is kept only when it is closer than the rival
+   by more than the paired noise; the gain measured there is what is reported.
 
 With an error table and `variance_weight` > 0, VRG's prediction-error term (propagated to the
 final sample) is added to every measure. The sampler (`samplers.Sampler`) is the host's own
@@ -57,7 +58,7 @@ from .selection import judge, per_noise_distance, solve
 from .survival import error_survival, propagated_variance
 from .teacher import check, run_teacher
 
-METHOD = 7  # raised whenever the search changes, so a cached result of an older search is not reused
+METHOD = 8  # raised whenever the search changes, so a cached result of an older search is not reused
 MAX_STEPS = 50
 DEFAULT_EVALUATIONS = 2000
 DEFAULT_GRID = 40
@@ -72,6 +73,7 @@ FIXED_CHECKS = 2  # … of which the best predicted fixed ones (what a user coul
 REFINED = 2  # the best measured schedules refined on the predicted error, then sampled
 ROUNDS = 2  # refinements of each, the response measured again in between
 HOLD_SHARE = 0.25  # of the budget, for the held-back noises of the out-of-sample choice (`selection`)
+HELD_FIXED = 2  # the best measured fixed schedules also sampled there: the rival is the best of them on all noises
 MIN_HELD = 3  # held-back noises at the least (many steps: what the budget leaves)
 
 
@@ -79,7 +81,7 @@ MIN_HELD = 3  # held-back noises at the least (many steps: what the budget leave
 class Plan:
     """How the budget is spent: `samples` teacher noises, `grid` points, `checks` sampled schedules of `calls` model
     calls, of which `rounds` rounds of `REFINED` refined ones; `held` held-back noises, each solved on the grid and
-    sampled with two schedules for the out-of-sample choice."""
+    sampled with the best searched schedule and the `held_fixed` best fixed ones for the out-of-sample choice."""
 
     samples: int
     grid: int
@@ -87,10 +89,11 @@ class Plan:
     checks: int
     rounds: int
     held: int = 0
+    held_fixed: int = HELD_FIXED
 
     @property
     def held_evaluations(self) -> int:
-        return self.held * (self.grid + 2 * self.calls)
+        return self.held * (self.grid + (1 + self.held_fixed) * self.calls)
 
     @property
     def evaluations(self) -> int:
@@ -102,18 +105,21 @@ def plan_for(evaluations: int, steps: int, sampler: str | Sampler, grid_size: in
 
     `HOLD_SHARE` of the budget (at least `MIN_HELD` noises) goes to the held-back noises; a budget
     too small for `MIN_SAMPLES` teacher noises with every refinement round (many steps) refines
-    fewer rounds, down to none, before it is refused.
+    fewer rounds, down to none, then samples one fixed schedule on the held-back noises instead of
+    `HELD_FIXED`, before it is refused.
     """
     sampler = as_sampler(sampler)
     grid = max(grid_size, 2 * steps)
     calls = steps * sampler.calls_per_step
-    held = max(MIN_HELD, int(HOLD_SHARE * evaluations) // (grid + 2 * calls))
-    fitting = evaluations - held * (grid + 2 * calls)
-    for rounds in range(0 if sampler.stochastic else ROUNDS, -1, -1):
-        checks = len(FIRST_CHECKS) + FULL_CHECKS + REFINED * rounds
-        plan = Plan(max(fitting, 0) // (grid + checks * calls), grid, calls, checks, rounds, held)
-        if plan.samples >= MIN_SAMPLES:
-            break
+    for held_fixed in range(HELD_FIXED, 0, -1):
+        per_held = grid + (1 + held_fixed) * calls
+        held = max(MIN_HELD, int(HOLD_SHARE * evaluations) // per_held)
+        fitting = max(evaluations - held * per_held, 0)
+        for rounds in range(0 if sampler.stochastic else ROUNDS, -1, -1):
+            checks = len(FIRST_CHECKS) + FULL_CHECKS + REFINED * rounds
+            plan = Plan(fitting // (grid + checks * calls), grid, calls, checks, rounds, held, held_fixed)
+            if plan.samples >= MIN_SAMPLES:
+                return plan
     return plan
 
 
@@ -328,19 +334,25 @@ class _Run:
             leaders = list(refined)
 
     def choose_out_of_sample(self, pool: dict[str, np.ndarray]) -> None:
-        """Stage 6: the best measured searched schedule against the best measured fixed one on the held-back noises
-        (`selection`): their converged results solved on the grid, both schedules sampled from them."""
+        """Stage 6 (`selection`): on the held-back noises, their converged results solved on the grid, the best
+        measured searched schedule and the `plan.held_fixed` best measured fixed ones are sampled. The rival is the
+        fixed one closest over all noises (fixed schedules are not fitted, so the teacher's count too); the
+        searched one is judged against it on the held-back noises alone."""
         tick = time.perf_counter()
-        fixed = [k for k in self.objectives if not k.startswith(SEARCHED)]
-        searched = [k for k in self.objectives if k.startswith(SEARCHED)]
-        rival = min(fixed, key=lambda k: self.objectives[k].total)
-        best = min(searched, key=lambda k: self.objectives[k].total)
+        fixed = {k: v for k, v in self.objectives.items() if not k.startswith(SEARCHED)}
+        searched = {k: v for k, v in self.objectives.items() if k.startswith(SEARCHED)}
+        contenders = distinct_best(fixed, pool, self.plan.held_fixed)
+        best = min(searched, key=lambda k: searched[k].total)
         first, batch, spend = self.plan.samples, self.batch_size, self.budget.spend
         reference = solve(self.denoise, self.starting_states(self.sigma0, held=True), np.append(self.grid, 0.0),
                           "dpmpp_2m", first, batch, spend)
         distance = {name: per_noise_distance(solve(self.denoise, self.starting_states(float(pool[name][0]), held=True),
                                                    pool[name], self.sampler, first, batch, spend), reference)
-                    for name in (best, rival)}
+                    for name in (best, *contenders)}
+        fit, held = self.plan.samples, self.plan.held
+        pooled = {k: (fixed[k].discretisation * fit + distance[k].sum()) / (fit + held) + fixed[k].variance
+                  for k in contenders}
+        rival = min(contenders, key=pooled.get)
         self.verdict = judge(best, rival, distance[best], distance[rival])
         self.model_seconds += time.perf_counter() - tick
 

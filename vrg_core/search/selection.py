@@ -3,11 +3,12 @@
 The refinement fits the search's own teacher noises, so its measured errors there are biased
 in its favour (an oracle fitted to its noises scored 37 % better there than on fresh ones).
 The search therefore holds back noises it never fits: their converged results are solved
-afresh, and on them the best searched schedule and the best fixed one (the best a user could
-have picked, by the fitted noises' measure: fixed schedules are not fitted) are sampled from
-the same noises. The searched schedule replaces the fixed one only when it is closer by more
-than the paired noise of that comparison — the lower end of the 90 % interval of its gain is
-above 0 — and the gain stated is the one measured there, with that interval.
+afresh, and on them the best searched schedule and the best fixed ones are sampled from the
+same noises. The rival — the best a user could have picked — is the fixed one closest over the
+teacher's and the held-back noises together (fixed schedules are not fitted, so every noise
+counts for them). The searched schedule replaces it only when it is closer by more than the
+paired noise of that comparison — the lower end of the 90 % interval of its gain on the
+held-back noises is above 0 — and the gain stated is the one measured there, with that interval.
 """
 
 from __future__ import annotations
