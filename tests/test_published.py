@@ -1,4 +1,4 @@
-"""The published fixed schedules (AYS, GITS, OSS) as vrg_core has them.
+"""The published fixed schedules (AYS, GITS, OSS) as vrg_core has them, and the demo host offering them by kind.
 That they equal ComfyUI's scheduler nodes is checked against the real host (tests/comfy/test_published.py)."""
 
 from __future__ import annotations
@@ -6,6 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from vrg_core.demo.host import demo_schedules
+from vrg_core.demo.models import load_demo_model
 from vrg_core.errors import VRGError
 from vrg_core.parameterization import ModelKind
 from vrg_core.published import AYS_SD1, GITS_120, OSS_WAN, PUBLISHED, loglinear, published_schedule, published_schedules
@@ -51,3 +53,15 @@ def test_the_tables_follow_the_noise_process():
     for kind in (ModelKind.EPS, ModelKind.V_PREDICTION, ModelKind.EDM):
         assert set(published_schedules(kind, 8)) == EPS_TABLES
     assert set(published_schedules(ModelKind.CONST, 8)) == set(published_schedules("flow", 8)) == FLOW_TABLES
+
+
+@pytest.mark.parametrize("name,tables", [("eps", EPS_TABLES), ("flow", FLOW_TABLES)])
+def test_the_demo_host_offers_the_tables_of_its_models_kind(name, tables):
+    """Under the node's names, as ComfyUI hands SIGMAS (float32 levels), beside the demo's own schedulers."""
+    model = load_demo_model(name)
+    offered = demo_schedules(model, 6)
+    assert set(offered) == {"karras", "exponential", "simple"} | tables
+    for table in tables:
+        sigmas = offered[table]
+        assert sigmas.dtype == np.float64 and np.array_equal(sigmas, published_schedule(table, 6).astype(np.float32))
+        assert sigmas[0] <= model.sigma_max  # fits the model: the search keeps it (`usable`)
