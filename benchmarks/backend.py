@@ -6,10 +6,10 @@
   search node's own code (`nodes/search.py`); samples come from ComfyUI's own
   ``comfy.samplers.sampler_object(name)`` (a KSAMPLER, including its initial-noise scaling).
 * ``k-diffusion`` (otherwise; benchmark-only extra): the ``k_diffusion`` package's samplers and its
-  Karras / exponential / DiscreteSchedule ("normal") schedules. ComfyUI-only schedulers (beta,
-  AYS-SD1, GITS, OSS-Flux) and the ancestral sampler on flow models (k-diffusion's is variance-exploding only)
-  are reported as unavailable; "simple" for flow models uses ``vrg_core.demo.sampling``; VRG+ is the
-  command line's search (``vrg_core.demo.host``).
+  Karras / exponential / DiscreteSchedule ("normal") schedules. ComfyUI-only schedulers (beta) and the
+  ancestral sampler on flow models (k-diffusion's is variance-exploding only) are reported as unavailable;
+  "simple" for flow models uses ``vrg_core.demo.sampling``, the published tables ComfyUI ships (AYS, GITS,
+  OSS) ``vrg_core.published``; VRG+ is the command line's search (``vrg_core.demo.host``).
 
 A model is given as ``denoise(x, sigma_batch) -> D`` (sigma_batch of shape [B]).
 """
@@ -215,6 +215,13 @@ class KDiffusionBackend:
             from vrg_core.demo.sampling import simple_sigmas
 
             return simple_sigmas(SimpleNamespace(sigmas=table), steps)
+        from vrg_core.published import PUBLISHED, published_schedules
+
+        if scheduler in PUBLISHED:
+            tables = published_schedules(sampling.kind, steps)
+            if scheduler not in tables:
+                raise Unavailable(f"{scheduler} is not a table for {sampling.kind.label} models")
+            return torch.from_numpy(tables[scheduler]).float()
         raise Unavailable(f"scheduler {scheduler!r} for {sampling.kind.value} needs ComfyUI (set COMFYUI_PATH)")
 
     def _demo(self, name: str):
@@ -226,7 +233,8 @@ class KDiffusionBackend:
         return self._models[name]
 
     def candidates(self, sampling: Sampling, steps: int, sampler: str) -> dict[str, np.ndarray]:
-        """What the command line's search measures: the demo's own schedulers (`demo.host.demo_schedules`)."""
+        """What the command line's search measures: the demo's own schedulers and the published tables for its
+        kind (`demo.host.demo_schedules`)."""
         from vrg_core.demo.host import demo_schedules
 
         return demo_schedules(self._demo("flow" if sampling.kind.is_flow else "eps"), steps)

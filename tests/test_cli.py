@@ -97,6 +97,7 @@ def test_search_json_cache_and_bad_input(tmp_path):
     out = json.loads(first.stdout.strip().splitlines()[-1])
     assert not out["cached"] and out["evaluations"] <= 600 and len(out["sigmas"]) == 5 and out["sigmas"][-1] == 0
     assert {"karras", "exponential", "simple", "base"} <= set(out["candidates"]) and "vrg" not in out["candidates"]
+    assert {"ays_sd1", "ays_sdxl", "gits"} <= set(out["candidates"])  # the published tables, as the node measures
     assert sum(out["objectives"][out["chosen"]]) <= sum(out["objectives"]["base"])  # [discretisation, variance]
     again = json.loads(run(*args).stdout.strip().splitlines()[-1])
     assert again["cached"] and again["sigmas"] == out["sigmas"]
@@ -114,6 +115,7 @@ def test_demo_json_leads_with_vrg_plus_and_both_measures():
     assert p.returncode == 0, p.stderr
     out = json.loads(p.stdout.strip().splitlines()[-1])
     assert list(out["scores"])[0] == "VRG+" and {"karras", "exponential", "simple", "VRG"} <= set(out["scores"])
+    assert {"ays_sd1", "ays_sdxl", "gits"} <= set(out["scores"]) and out["not_compared"] == []
     for score in out["scores"].values():
         assert np.isfinite(score["distance"]) and score["distance"] > 0 and np.isfinite(score["fd"])
     assert out["vrg_plus_evaluations"] <= 2000

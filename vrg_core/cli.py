@@ -211,11 +211,13 @@ def cmd_demo(a: argparse.Namespace) -> None:
     plus, _ = demo_search(host, base, "euler", a.seed, DEFAULT_EVALUATIONS)
     table = profile_demo("eps", a.grid, a.samples, 256, a.seed)
     vrg = optimize_sigmas(base, table, start="fixed")
-    x = ksampler_start(model, a.seed + 1)(a.count, model.sigma_max)  # every schedule here starts at σ_max
+    x = ksampler_start(model, a.seed + 1)(a.count, model.sigma_max)  # every schedule compared starts at σ_max
+    offered = {"VRG+": plus.sigmas, **candidates, "VRG": vrg.sigmas}
+    rows = {k: v for k, v in offered.items() if np.isclose(v[0], model.sigma_max, rtol=1e-6, atol=0.0)}
+    not_compared = [k for k in offered if k not in rows]  # a table starting elsewhere would need another start
     fine = np.exp(np.linspace(np.log(model.sigma_max), np.log(model.sigma_min), 200))
     with torch.inference_mode():
         converged = sample(host.denoise, x, np.append(fine, 0.0), "dpmpp_2m")
-        rows = {"VRG+": plus.sigmas, **candidates, "VRG": vrg.sigmas}
         scores = {}
         for label, sigmas in rows.items():
             out = sample(host.denoise, x, sigmas, "euler")
@@ -225,15 +227,21 @@ def cmd_demo(a: argparse.Namespace) -> None:
     print(f"  {'schedule':<12} {'distance to converged':>22} {'FD to digits':>13}")
     for label in rows:
         print(f"  {label:<12} {scores[label]['distance']:>22.5f} {scores[label]['fd']:>13.2f}")
+    if not_compared:
+        print(f"  not compared (they do not start at the model's sigma_max {model.sigma_max:.6g}, where these samples "
+              f"start): {', '.join(not_compared)}")
     gain = 100 * (1 - scores["VRG+"]["distance"] / scores[best]["distance"])
-    print(f"  on these samples (noises the search never saw) VRG+ is {gain:.0f} % closer to the converged samples than "
-          f"the best fixed schedule ({best})")
+    if np.array_equal(rows[best], plus.sigmas):  # the search kept this fixed schedule: VRG+ is it
+        print(f"  on these samples (noises the search never saw) VRG+ is the best fixed schedule ({best}) itself")
+    else:
+        print(f"  on these samples (noises the search never saw) VRG+ is {gain:.0f} % closer to the converged samples "
+              f"than the best fixed schedule ({best})")
     print(f"  the search said: {plus.verdict.sentence()}; it kept {plus.chosen}, with {plus.evaluations} model "
           "evaluations and no error table (VRG needs one: profiled here)")
     print(f"  took {time.perf_counter() - t0:.1f} s")
     if a.json:
         print(json.dumps({"steps": a.steps, "sampler": "euler", "samples": a.count, "scores": scores,
-                          "sigmas": {k: np.asarray(v).tolist() for k, v in rows.items()},
+                          "sigmas": {k: np.asarray(v).tolist() for k, v in rows.items()}, "not_compared": not_compared,
                           "vrg_plus_evaluations": plus.evaluations, "seconds": time.perf_counter() - t0}))
 
 
@@ -261,8 +269,9 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--json", action="store_true", help="print one JSON object")
     o.set_defaults(run=cmd_optimize)
 
-    se = sub.add_parser("search", help="VRG+: search the schedule closest to a demo model's converged samples",
-                        **shown)
+    se = sub.add_parser("search", help="VRG+: search the schedule closest to a demo model's converged samples, "
+                                       "against its schedulers and the published tables for its kind (AYS and GITS "
+                                       "for eps, OSS for flow)", **shown)
     se.add_argument("--model", default="eps", choices=("eps", "flow"), help="the bundled demo model")
     se.add_argument("--steps", type=at_least(2), default=10, help="steps (when --sigmas is not given)")
     se.add_argument("--sampler", default="euler", choices=SEARCH_SAMPLERS, help="the sampler to search for")
@@ -291,8 +300,9 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--seed", type=int, default=0, help="seed of the noise; same seed, same table")
     pr.set_defaults(run=cmd_profile)
 
-    d = sub.add_parser("demo", help="search VRG+ on the demo model, sample it beside every demo schedule and VRG, "
-                                    "compare the distance to converged samples and FD", **shown)
+    d = sub.add_parser("demo", help="search VRG+ on the demo model, sample it beside every demo schedule (its "
+                                    "schedulers and the published AYS and GITS tables) and VRG, compare the distance "
+                                    "to converged samples and FD", **shown)
     d.add_argument("--steps", type=at_least(2), default=10, help="sampling steps (Euler)")
     d.add_argument("--grid", type=at_least(2), default=32, help="noise levels of VRG's error table")
     d.add_argument("--samples", type=at_least(1), default=64, help="samples per level of VRG's error table")

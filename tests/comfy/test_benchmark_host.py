@@ -80,12 +80,19 @@ def test_demo_host_starts_from_the_ksamplers_noise(backend, name):
 
 
 @pytest.mark.parametrize("name", ["eps", "flow"])
-def test_demo_schedules_are_comfyuis(backend, name):
-    """The command line's own schedulers give ComfyUI's karras, exponential and simple on the demo models."""
+@pytest.mark.parametrize("steps", [4, 8, 10, 20, 25])
+def test_demo_schedules_are_comfyuis(backend, name, steps):
+    """The command line's own schedulers give ComfyUI's karras, exponential and simple on the demo models, and its
+    published tables are the very ones the node measures for the model's kind (the same field)."""
     from vrg_core.demo import load_demo_model
     from vrg_core.demo.host import demo_schedules
 
-    ours = demo_schedules(load_demo_model(name), 8)
+    ours = demo_schedules(load_demo_model(name), steps)
+    theirs = backend.candidates(sampling_of(name), steps, "euler")
+    shipped = {t[0] for t in backend.host.SHIPPED_TABLES["flow" if name == "flow" else "eps"]}
+    assert shipped <= set(ours), "the command line's pool lacks a shipped table the node measures"
     for scheduler, sigmas in ours.items():
-        theirs = backend.ksampler_sigmas(sampling_of(name), scheduler, 8, "euler").double().numpy()
-        np.testing.assert_allclose(sigmas, theirs, rtol=1e-6, err_msg=scheduler)
+        if scheduler in shipped:
+            assert np.array_equal(sigmas, theirs[scheduler]), scheduler
+        else:
+            np.testing.assert_allclose(sigmas, theirs[scheduler], rtol=1e-6, err_msg=scheduler)

@@ -1,7 +1,8 @@
 """The demo models as a host without ComfyUI, for the command line and the benchmarks' k-diffusion backend.
 
 It offers what ComfyUI offers a user of the same model, as far as vrg_core can say it without
-ComfyUI: the demo's own schedulers (karras, exponential, simple), vrg_core's own samplers, and the
+ComfyUI: the demo's own schedulers (karras, exponential, simple), the published tables ComfyUI ships for
+the model's noise process (`vrg_core.published`, under the node's names), vrg_core's own samplers, and the
 KSampler's starting noise for an empty latent (the seed's standard-normal noise, scaled as
 ComfyUI's `noise_scaling` does at full denoise). σ is descending everywhere.
 """
@@ -15,6 +16,7 @@ import numpy as np
 import torch
 
 from ..error_table import ErrorTable
+from ..published import published_schedules
 from ..search import DEFAULT_EVALUATIONS, DEFAULT_VARIANCE_WEIGHT, Run, SearchRequest, Start, as_sampler
 from .models import DemoModel, make_context
 from .sampling import exponential_sigmas, karras_sigmas, simple_sigmas
@@ -24,9 +26,15 @@ BATCH = 64  # samples per model call: a 16×16 latent is cheap, calls are not (t
 
 
 def demo_schedules(model: DemoModel, steps: int) -> dict[str, np.ndarray]:
-    """The demo's own schedulers at `steps` (ComfyUI's karras, exponential and simple), σ descending, float64."""
-    return {name: make(model, steps).double().numpy() for name, make in
-            (("karras", karras_sigmas), ("exponential", exponential_sigmas), ("simple", simple_sigmas))}
+    """Every schedule the demo offers at `steps`, as ComfyUI hands them (float32 levels), σ descending, float64:
+    its own schedulers (ComfyUI's karras, exponential and simple) and the published tables for the model's
+    noise process (ays_sd1, ays_sdxl and gits for EPS; oss_flux and oss_wan for flow). A table that does not
+    fit the model (starting above its σ_max) is still offered: the search leaves it out (`usable`)."""
+    own = {name: make(model, steps).double().numpy() for name, make in
+           (("karras", karras_sigmas), ("exponential", exponential_sigmas), ("simple", simple_sigmas))}
+    tables = {name: sigmas.astype(np.float32).astype(np.float64)
+              for name, sigmas in published_schedules(model.kind, steps).items()}
+    return {**own, **tables}
 
 
 def base_scheduler(model: DemoModel) -> str:
