@@ -48,15 +48,14 @@ def comparison_ui(result: Comparison) -> dict:
 
 
 def sigmas_inputs() -> list:
-    out = []
-    for k in range(1, SLOTS + 1):
-        optional = k > 2
-        out += [io.Sigmas.Input(f"sigmas_{k}", optional=optional,
-                                tooltip=f"Schedule {k} to compare (a scheduler's SIGMAS, down to 0)"
-                                        f"{'; optional' if optional else ''}."),
-                io.String.Input(f"label_{k}", default="", optional=optional, placeholder=f"sigmas_{k}",
-                                tooltip=f"Name of schedule {k} in the report (empty: sigmas_{k}).")]
-    return out
+    """sigmas_1 … sigmas_6 (from the third on optional) and their labels (widgets, listed together)."""
+    sigmas = [io.Sigmas.Input(f"sigmas_{k}", optional=k > 2,
+                              tooltip=f"Schedule {k} to compare (a scheduler's SIGMAS, down to 0)"
+                                      f"{'; optional' if k > 2 else ''}.") for k in range(1, SLOTS + 1)]
+    labels = [io.String.Input(f"label_{k}", default="", placeholder=f"sigmas_{k}",
+                              tooltip=f"Name of schedule {k} in the report (empty: sigmas_{k}).")
+              for k in range(1, SLOTS + 1)]
+    return sigmas + labels
 
 
 class VRGCompareSchedules(io.ComfyNode):

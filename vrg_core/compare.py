@@ -29,8 +29,8 @@ from .search.schedule_search import Budget
 from .search.selection import INTERVAL, gain_interval, mean_interval, per_noise_distance, solve
 
 # Steps of the converged result. On the demo models 100 steps are within 1.2e-7 (EPS) and 5.4e-7 (flow) per
-# dimension of 800 steps: 1e-4 of a 6-step Euler's distance, 1-2 % of a 20-step DPM++2M's. Cost: 100 evaluations
-# per noise (1 600 for the default 16 noises), most of a comparison's.
+# dimension of 800 steps: under 1e-4 of a 6-step Euler's distance, 0.2-1 % of a 20-step DPM++2M's.
+# Cost: 100 evaluations per noise (1 600 for the default 16 noises), most of a comparison's.
 REFERENCE_STEPS = 100
 MIN_NOISES = 4  # fewer give no usable interval
 

@@ -88,3 +88,26 @@ def test_compare_node_on_the_flow_model_with_two_schedules(run, inputs):
                                        "sigmas_2": torch.tensor([1.0, 0.9, 0.6, 0.2, 0.0]), "label_2": "late"})
     assert out.ui["labels"] == ["even", "late"] and np.isfinite(out.ui["distance"]).all()
     assert "steps from sigma 1)" in out[1] and out[0]["samples"].shape == (NOISES * 3, 1, 16, 16)
+
+
+def test_compare_template_over_http_measures_what_vrg_core_measures(server):
+    """The CPU template run by a real server: VRG+ and Karras compared, 3 images per noise, and the figures are
+    vrg_core's compare on the same schedules, model, prompt and noise."""
+    from test_families import execute
+    from workflows import COMPARE_DEMO, WORKFLOWS
+
+    from vrg_pack.vrg_core.compare import compare_schedules
+    from vrg_pack.vrg_core.demo import load_demo_model
+    from vrg_pack.vrg_core.demo.host import DemoHost, demo_schedules, ksampler_start
+
+    out = execute(server, WORKFLOWS[COMPARE_DEMO])
+    compared, searched = out["compare"], out["search"]
+    assert compared["labels"] == ["VRG+", "karras"] and compared["evaluations"] == [16 * (100 + 6 + 6)]
+    assert len(out["preview"]["images"]) == 16 * 3
+    demo = load_demo_model("eps")
+    schedules = {"VRG+": np.array(searched["sigmas"]), "karras": demo_schedules(demo, 6)["karras"]}
+    with torch.inference_mode():
+        core = compare_schedules(DemoHost(demo, digit=7).denoise, ksampler_start(demo, 1), schedules, "euler",
+                                 demo.kind, demo.sigma_min, 16)
+    assert [d[0] for d in compared["distance"]] == pytest.approx([m.mean for m in core.measured.values()], rel=1e-3)
+    assert compared["best"] == [core.best] and compared["text"][0].startswith("euler on 16 noises")
