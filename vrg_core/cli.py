@@ -25,6 +25,7 @@ from .search import DEFAULT_EVALUATIONS, DEFAULT_VARIANCE_WEIGHT, SAMPLERS as SE
 from .table_io import load_table, official_trajectory_from_text, read_limited, save_table
 
 MAX_TEXT_BYTES = 1024 * 1024
+VRG_PLUS = "vrg+"  # compare's name for a schedule searched first
 
 
 class _Parser(argparse.ArgumentParser):
@@ -180,6 +181,56 @@ def cmd_search(a: argparse.Namespace) -> None:
     print("sigmas: " + ", ".join(f"{s:.6g}" for s in result.sigmas))
 
 
+def compared_names(text: str, offered: Sequence[str]) -> list[str]:
+    """The schedule names of --schedules (comma-separated, each once, each one of `offered`)."""
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    unknown = [n for n in names if n not in offered]
+    if unknown:
+        raise VRGError(f"--schedules: {', '.join(map(repr, unknown))} unknown; use names from: {', '.join(offered)}")
+    if len(set(names)) != len(names):
+        raise VRGError(f"--schedules names a schedule twice: {text!r}")
+    return names
+
+
+def cmd_compare(a: argparse.Namespace) -> None:
+    import torch
+
+    from .compare import compare_schedules
+    from .demo import load_demo_model
+    from .demo.host import BATCH, DemoHost, base_scheduler, demo_schedules, ksampler_start
+    from .search import SearchCache
+
+    model = load_demo_model(a.model)
+    offered = demo_schedules(model, a.steps)
+    names = compared_names(a.schedules, [VRG_PLUS, *offered])
+    host = DemoHost(model)
+    schedules = {name: offered.get(name) for name in names}
+    if VRG_PLUS in names:
+        if a.seed == a.search_seed:
+            raise VRGError(f"--seed {a.seed} is the search's seed: its noises are the ones VRG+ was fitted to; "
+                           "compare on another --seed")
+        base = offered[base_scheduler(model)]
+        plus, cached = demo_search(host, base, a.sampler, a.search_seed, a.evaluations,
+                                   cache=SearchCache(a.cache) if a.cache else None,
+                                   progress=progress_printer("searching", "evaluations"))
+        schedules[VRG_PLUS] = plus.sigmas
+        print(f"VRG+ ({'cached' if cached else f'{plus.evaluations} evaluations'}, seed {a.search_seed}): "
+              f"{plus.verdict.sentence()}; kept {plus.chosen}", file=sys.stderr)
+    with torch.inference_mode():
+        result = compare_schedules(host.denoise, ksampler_start(model, a.seed), schedules, a.sampler, model.kind,
+                                   model.sigma_min, a.noises, batch_size=BATCH,
+                                   progress=progress_printer("comparing", "evaluations"))
+    if a.json:
+        rows = {label: {"sigmas": schedules[label].tolist(), **{k: v for k, v in dataclasses.asdict(m).items()
+                                                                 if k != "distance"}}
+                for label, m in result.measured.items()}
+        print(json.dumps({"model": a.model, "sampler": a.sampler, "noises": a.noises, "seed": a.seed,
+                          "best": result.best, "evaluations": result.evaluations, "schedules": rows}))
+        return
+    print(f"demo {a.model} model, the noises of seed {a.seed}")
+    print("\n".join(result.lines()))
+
+
 def progress_printer(verb: str, unit: str):
     """A progress callback printing `verb done/total unit` to stderr: in place on a terminal, every 10 % otherwise."""
     last = [-1]
@@ -285,6 +336,22 @@ def build_parser() -> argparse.ArgumentParser:
                     help="reuse / store searches in FOLDER/vrg_search_cache.json")
     se.add_argument("--json", action="store_true", help="print one JSON object")
     se.set_defaults(run=cmd_search)
+
+    c = sub.add_parser("compare", help="sample schedules of a demo model from the same noises and measure how close "
+                                       "each comes to its converged samples", **shown)
+    c.add_argument("--model", default="eps", choices=("eps", "flow"), help="the bundled demo model")
+    c.add_argument("--sampler", default="euler", choices=SEARCH_SAMPLERS, help="the sampler every schedule runs with")
+    c.add_argument("--steps", type=at_least(2), default=6, help="steps of the demo schedules and of VRG+")
+    c.add_argument("--schedules", default=f"{VRG_PLUS},karras,exponential,simple",
+                   help=f"comma-separated: karras, exponential, simple, and {VRG_PLUS} (searched first)")
+    c.add_argument("--noises", type=at_least(2), default=16, help="noises every schedule is sampled from")
+    c.add_argument("--seed", type=int, default=1, help="seed of the compared noises (not the search's)")
+    c.add_argument("--search-seed", type=int, default=0, help=f"seed of the {VRG_PLUS} search")
+    c.add_argument("--evaluations", type=at_least(1), default=DEFAULT_EVALUATIONS,
+                   help=f"model evaluations the {VRG_PLUS} search spends")
+    c.add_argument("--cache", type=Path, metavar="FOLDER", help="reuse / store the search in FOLDER/vrg_search_cache.json")
+    c.add_argument("--json", action="store_true", help="print one JSON object")
+    c.set_defaults(run=cmd_compare)
 
     i = sub.add_parser("info", help="a table's metadata and error curve", **shown)
     i.add_argument("path", help="a VRG .safetensors table or an official text table")

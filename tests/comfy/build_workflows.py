@@ -1,10 +1,10 @@
 """Rebuild example_workflows/ from `workflows.py` in the real frontend (a maintainer tool, not a test).
 
-    COMFYUI_PATH=/path/to/ComfyUI /path/to/ComfyUI/venv/bin/python tests/comfy/build_workflows.py
+    COMFYUI_PATH=/path/to/ComfyUI /path/to/ComfyUI/venv/bin/python tests/comfy/build_workflows.py [NAME …]
 
 Starts ComfyUI and headless Chromium, builds each graph with LiteGraph, saves the frontend's
 own serialisation as example_workflows/<name>.json and a .jpg thumbnail (the CPU demos are run
-first, so their thumbnails show the previews and images they made).
+first, so their thumbnails show the previews and images they made). Every template, or only those named.
 """
 
 from __future__ import annotations
@@ -26,11 +26,11 @@ sys.path.insert(0, str(HERE))
 
 from cdp import Browser  # noqa: E402
 from comfy_server import http_json, running  # noqa: E402
-from workflows import LABELS, SEARCH_DEMO, TABLE_DEMO, TEMPLATE_MODELS, WORKFLOWS, Link  # noqa: E402
+from workflows import COMPARE_DEMO, LABELS, SEARCH_DEMO, TABLE_DEMO, TEMPLATE_MODELS, WORKFLOWS, Link  # noqa: E402
 
 REPO = HERE.parents[1]
 OUT = REPO / "example_workflows"
-RUN_FIRST = (SEARCH_DEMO, TABLE_DEMO)  # run before saving, so thumbnails show their results
+RUN_FIRST = (SEARCH_DEMO, TABLE_DEMO, COMPARE_DEMO)  # run before saving, so thumbnails show their results
 APP_READY = "window.app && window.app.graph && window.LiteGraph && window.app.canvas"
 
 BUILD_GRAPH = """
@@ -101,9 +101,10 @@ async def thumbnail(browser: Browser, path: Path) -> None:
     image.resize((1024, round(1024 * image.height / image.width)), Image.Resampling.LANCZOS).save(path, quality=85)
 
 
-async def build(server) -> None:
+async def build(server, names: list[str]) -> None:
     async with Browser(width=2400, height=1300) as browser:
-        for name, nodes in WORKFLOWS.items():
+        for name in names:
+            nodes = WORKFLOWS[name]
             await browser.goto(server.url, APP_READY)  # a fresh page: no previews left from the last graph
             await browser.evaluate(f"({BUILD_GRAPH})({json.dumps(graph_spec(nodes, LABELS.get(name, {})))})")
             if name in RUN_FIRST:
@@ -124,6 +125,10 @@ async def build(server) -> None:
 
 
 def main() -> None:
+    names = sys.argv[1:] or list(WORKFLOWS)
+    unknown = set(names) - set(WORKFLOWS)
+    if unknown:
+        sys.exit(f"no such template: {', '.join(sorted(unknown))}; the templates: {', '.join(WORKFLOWS)}")
     OUT.mkdir(exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="vrg-build-") as tmp:
         base = Path(tmp)
@@ -131,7 +136,7 @@ def main() -> None:
         for file_name in TEMPLATE_MODELS.values():  # names only, for the loader's list
             (base / "models" / "checkpoints" / file_name).touch()
         with running(os.environ["COMFYUI_PATH"], base, REPO) as server:
-            asyncio.run(build(server))
+            asyncio.run(build(server, names))
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ link = Link
 NODE_IDS = {
     "VRGProfile", "VRGOptimizeSigmas", "VRGSaveErrorTable", "VRGLoadErrorTable", "VRGMergeErrorTables",
     "VRGLoadSchedule", "VRGSigmasToText", "VRGSigmasFromText", "VRGErrorTableToText", "VRGErrorTableFromText",
-    "VRGLoadImageSet", "VRGApply", "VRGSearchSchedule", "VRGDemoModel", "VRGDemoConditioning", "VRGDemoImageSet",
+    "VRGLoadImageSet", "VRGApply", "VRGSearchSchedule", "VRGCompareSchedules", "VRGDemoModel", "VRGDemoConditioning", "VRGDemoImageSet",
     "VRGDemoDecode",
 }
 DEMO_TABLE = "demo_eps_digit3_cfg2"
@@ -160,6 +160,36 @@ def search_demo() -> list:
     ]
 
 
+def compare_demo() -> list:
+    """Demo model on a CPU: VRG+ (as in the search demo) and plain Karras checked by VRG Compare Schedules."""
+    digit = link("digit")
+    return [
+        note("note", "VRG Compare Schedules checks schedules on this very model: it samples each one with euler from "
+                     "the same 16 noises and measures how close it comes to the model's converged samples (its own "
+                     "ODE solved with DPM++2M in 100 steps). Its text: each schedule's distance with a 90 % interval, "
+                     "and how much closer the best one is.\n"
+                     "Here VRG+ (the search of the first template, same settings: cached once run) against plain "
+                     "Karras at 6 steps. The noises' seed is 1, not the search's 0, so VRG+ is judged on noises it "
+                     "was not fitted to.\n"
+                     "The preview shows, per noise, the converged sample, then VRG+, then Karras. About 1 800 model "
+                     "evaluations (seconds on a CPU). Connect up to 6 schedules, of any step counts."),
+        ("model", "VRGDemoModel", {"model": "eps"}),
+        ("digit", "VRGDemoConditioning", {"digit": "7"}),
+        ("empty", "EmptyLatentImage", {"width": 128, "height": 128, "batch_size": 1}),
+        ("search", "VRGSearchSchedule", {"model": link("model"), "latent": link("empty"), "sampler_name": "euler",
+                                         "scheduler": "karras", "steps": 6, "seed": 0, "evaluations": 2000,
+                                         "batch_size": 16, "cfg": 1.0, "use_cache": True, "table": "none",
+                                         "variance_weight": 0.0, "positive": digit, "negative": digit}),
+        ("karras", "BasicScheduler", {"model": link("model"), "scheduler": "karras", "steps": 6, "denoise": 1.0}),
+        ("compare", "VRGCompareSchedules", {"model": link("model"), "latent": link("empty"), "sampler_name": "euler",
+                                            "sigmas_1": link("search"), "label_1": "VRG+", "sigmas_2": link("karras"),
+                                            "label_2": "karras", **{f"label_{k}": "" for k in range(3, 7)},
+                                            "noises": 16, "seed": 1, "batch_size": 16, "cfg": 1.0, "positive": digit}),
+        ("decode", *demo_decode("compare")),
+        ("preview", "PreviewImage", {"images": link("decode")}),
+    ]
+
+
 # Titles and colours (title bar, body: the frontend's brown and blue) that label each template's two branches.
 BEFORE, AFTER = ("#332922", "#593930"), ("#223", "#335")
 
@@ -174,11 +204,13 @@ def search_labels(scheduler: str, steps: int) -> dict:
 # The template browser shows a template's file name as its title and description, sorted by name: so the names
 # say what each does and what it needs, the CPU demos (no download) first.
 SEARCH_DEMO, TABLE_DEMO = "1_vrg_plus_cpu_demo_no_download", "2_vrg_error_table_cpu_demo_no_download"
-CHECKPOINT_TEMPLATES = {"sd15": "3_sd15_vrg_plus_needs_checkpoint", "sdxl": "4_sdxl_vrg_plus_needs_checkpoint",
-                        "flux": "5_flux_dev_vrg_plus_needs_checkpoint"}
+COMPARE_DEMO = "3_compare_schedules_cpu_demo_no_download"
+CHECKPOINT_TEMPLATES = {"sd15": "4_sd15_vrg_plus_needs_checkpoint", "sdxl": "5_sdxl_vrg_plus_needs_checkpoint",
+                        "flux": "6_flux_dev_vrg_plus_needs_checkpoint"}
 WORKFLOWS = {
     SEARCH_DEMO: search_demo(),
     TABLE_DEMO: demo(),
+    COMPARE_DEMO: compare_demo(),
     CHECKPOINT_TEMPLATES["sd15"]: checkpoint_template("sd15", 512, 7.0, 10, "dpmpp_2m", "karras"),
     CHECKPOINT_TEMPLATES["sdxl"]: checkpoint_template("sdxl", 1024, 6.0, 10, "dpmpp_2m", "karras"),
     CHECKPOINT_TEMPLATES["flux"]: flux_template(),
@@ -189,6 +221,7 @@ LABELS = {
                  "save_karras": ("BEFORE: plain Karras, 10 steps", *BEFORE),
                  "sample": ("AFTER: SamplerCustom, VRG-optimised Karras", *AFTER),
                  "save": ("AFTER: VRG, 10 steps", *AFTER)},
+    COMPARE_DEMO: {"karras": ("Karras, 6 steps", *BEFORE), "search": ("VRG+, 6 steps", *AFTER)},
     CHECKPOINT_TEMPLATES["sd15"]: search_labels("karras", 10),
     CHECKPOINT_TEMPLATES["sdxl"]: search_labels("karras", 10),
     CHECKPOINT_TEMPLATES["flux"]: search_labels("simple", 10),

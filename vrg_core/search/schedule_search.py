@@ -124,14 +124,15 @@ def plan_for(evaluations: int, steps: int, sampler: str | Sampler, grid_size: in
 
 
 class Budget:
-    """Counts evaluations for the progress bar and stops on cancel."""
+    """Counts evaluations for the progress bar and stops on cancel (`Cancelled`: "`work` cancelled; …")."""
 
-    def __init__(self, planned: int, progress: Callable[[int, int], None] | None, should_stop: Callable[[], bool] | None):
-        self.done, self.planned, self.progress, self.should_stop = 0, planned, progress, should_stop
+    def __init__(self, planned: int, progress: Callable[[int, int], None] | None, should_stop: Callable[[], bool] | None,
+                 work: str = "schedule search"):
+        self.done, self.planned, self.progress, self.should_stop, self.work = 0, planned, progress, should_stop, work
 
     def spend(self, count: int) -> None:
         if self.should_stop is not None and self.should_stop():
-            raise Cancelled("schedule search cancelled; nothing was saved")
+            raise Cancelled(f"{self.work} cancelled; nothing was saved")
         self.done += count
         if self.progress is not None:
             self.progress(min(self.done, self.planned), self.planned)

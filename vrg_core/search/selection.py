@@ -80,15 +80,30 @@ def per_noise_distance(samples: torch.Tensor, reference: torch.Tensor) -> np.nda
     return (samples - reference).pow(2).reshape(len(samples), -1).mean(dim=1).numpy()
 
 
+def resamples(count: int) -> np.ndarray:
+    """[`RESAMPLES`, count] indices of the bootstrap resamples of `count` noises (seeded: the same every run)."""
+    return np.random.default_rng(0).integers(0, count, (RESAMPLES, count))
+
+
+def interval(values: np.ndarray) -> tuple[float, float]:
+    """The central `INTERVAL` of resampled `values`."""
+    tail = (1.0 - INTERVAL) / 2
+    low, high = np.quantile(values, [tail, 1.0 - tail])
+    return float(low), float(high)
+
+
 def gain_interval(distance: np.ndarray, rival_distance: np.ndarray) -> tuple[float, float, float]:
     """(gain, low, high): gain = 1 − Σ `distance` / Σ `rival_distance` (paired per-noise distances, the same
     noises in order) and its `INTERVAL` interval (paired bootstrap, `RESAMPLES` resamples, seeded)."""
     gain = 1.0 - distance.sum() / rival_distance.sum()
-    picks = np.random.default_rng(0).integers(0, len(rival_distance), (RESAMPLES, len(rival_distance)))
+    picks = resamples(len(rival_distance))
     gains = 1.0 - distance[picks].sum(axis=1) / np.maximum(rival_distance[picks].sum(axis=1), 1e-300)
-    tail = (1.0 - INTERVAL) / 2
-    low, high = np.quantile(gains, [tail, 1.0 - tail])
-    return float(gain), float(low), float(high)
+    return (float(gain), *interval(gains))
+
+
+def mean_interval(distance: np.ndarray) -> tuple[float, float, float]:
+    """(mean, low, high): the mean of per-noise `distance` and its `INTERVAL` interval (bootstrap, as `gain_interval`)."""
+    return (float(distance.mean()), *interval(distance[resamples(len(distance))].mean(axis=1)))
 
 
 def judge(searched: str, rival: str, searched_distance: np.ndarray, rival_distance: np.ndarray) -> Verdict:
