@@ -16,8 +16,9 @@ from ..vrg_core.errors import VRGError
 
 # A conditioning entry without a cross-attention tensor: the model runs unconditionally.
 UNCONDITIONAL = [[None, {}]]
+OTHER = "vrg_other"  # the guider's key of a second prompt's conditioning (`run_guided`)
 
-Call = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+Call = Callable[..., torch.Tensor]  # (x, σ) -> D; with other=True the second prompt (`run_guided`)
 
 
 def check_guidance(cfg: float, negative) -> None:
@@ -27,23 +28,36 @@ def check_guidance(cfg: float, negative) -> None:
 
 
 def run_guided(model, positive, negative, cfg: float, batch: torch.Tensor, sigmas: torch.Tensor, seed: int,
-               work: Callable[[Call, Any], Any]) -> Any:
+               work: Callable[[Call, Any], Any], other=None) -> Any:
     """`work(call, model_k)` inside `CFGGuider.sample` of `model`; its result.
 
     `model_k` is the KSAMPLER's wrapped model (`model_k.inner_model` the guider, its
     `.inner_model` the base model); `batch` — latents of the size the guider plans memory for;
     `sigmas` — what the guider is told it samples. Without a positive conditioning the model
-    runs unconditionally; a model that cannot is refused with a message.
+    runs unconditionally; a model that cannot is refused with a message. With `other` (a second
+    conditioning), `call(x, σ, other=True)` runs the model with it in place of the positive one
+    (same negative and cfg).
     """
     out = {}
 
     def engine(model_k, noise, sigmas, extra_args, callback, disable):
-        device = noise.device
-        out["result"] = work(lambda x, s: model_k(x.to(device), s.to(device), **extra_args).float().cpu(), model_k)
+        device, guider = noise.device, model_k.inner_model
+
+        def call(x: torch.Tensor, s: torch.Tensor, other: bool = False) -> torch.Tensor:
+            conds = guider.conds
+            if other:
+                guider.conds = {**conds, "positive": conds[OTHER]}
+            try:
+                return model_k(x.to(device), s.to(device), **extra_args).float().cpu()
+            finally:
+                guider.conds = conds
+
+        out["result"] = work(call, model_k)
         return noise
 
     guider = comfy.samplers.CFGGuider(model)
-    guider.set_conds(positive or UNCONDITIONAL, negative or [])
+    conds = {"positive": positive or UNCONDITIONAL, "negative": negative or []}
+    guider.inner_set_conds(conds if other is None else {**conds, OTHER: other})
     guider.set_cfg(cfg)
     try:
         guider.sample(torch.zeros_like(batch), batch, comfy.samplers.KSAMPLER(engine), sigmas, disable_pbar=True,

@@ -32,33 +32,49 @@ NO_TABLE = "none"
 
 def search_request(model, latent_shape: tuple[int, ...], sampler_name: str, scheduler: str, steps: int, seed: int,
                    evaluations: int, batch_size: int, cfg: float, table=None,
-                   variance_weight: float = DEFAULT_VARIANCE_WEIGHT) -> tuple[SearchRequest, list[str]]:
+                   variance_weight: float = DEFAULT_VARIANCE_WEIGHT, prompts: int = 1) -> tuple[SearchRequest, list[str]]:
     """The search VRG Search Schedule asks for on `model` (a ModelPatcher), from what the host offers at `steps`;
-    and a note per candidate scheduler that failed on this model. `latent_shape` — one latent [C, H, W, …]."""
+    and a note per candidate scheduler that failed on this model. `latent_shape` — one latent [C, H, W, …];
+    `prompts` — 2 when a second prompt alternates with the first (`guided_run`)."""
     ms = model.get_model_object("model_sampling")
     kind = model_kind(ms)  # refuses a model VRG does not support before any work
     candidates, failed = candidate_schedules(ms, steps, sampler_name)
     base = ksampler_sigmas(ms, scheduler, steps, sampler_name).float().double().numpy()
     request = SearchRequest(base, comfy_sampler(sampler_name), candidates, kind, float(ms.sigma_min),
                             fingerprint(model), tuple(latent_shape), seed, float(cfg), evaluations, batch_size, table,
-                            variance_weight)
+                            variance_weight, prompts)
     return request, failed
 
 
-def guided_run(model, positive, negative, cfg: float, request: SearchRequest):
+def alternating(call, index: torch.Tensor, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+    """The model's prediction for noises `index`: the even ones with the prompt, the odd ones with the second."""
+    odd = (index % 2 == 1).to(x.device)
+    if not odd.any():
+        return call(x, sigma)
+    out = torch.empty_like(x, dtype=torch.float32)
+    per_row = sigma.ndim > 0 and sigma.shape[0] == x.shape[0]
+    for other, rows in ((False, ~odd), (True, odd)):
+        if rows.any():
+            out[rows] = call(x[rows], sigma[rows] if per_row else sigma, other=other)
+    return out
+
+
+def guided_run(model, positive, negative, cfg: float, request: SearchRequest, other=None):
     """The host's `Run` for `cached_search`: the search inside `CFGGuider.sample` (`guided.run_guided`), so
     patches, LoRAs and CFG apply; the sampler's function sees the guider as `model.inner_model`, and the
-    starting states are the KSampler's (`host.start_states`)."""
+    starting states are the KSampler's (`host.start_states`). With `other` (a second prompt's conditioning)
+    the search's odd-numbered noises are sampled with it (`alternating`)."""
 
     def run(search: Search) -> SearchResult:
         def inside(call, model_k) -> SearchResult:
             start = start_states(model_k.inner_model.inner_model, request.latent_shape, request.seed)
             sampler = dataclasses.replace(request.sampler, host=model_k.inner_model)
-            return search(lambda x, s, i: call(x, s), start, sampler)
+            denoise = (lambda x, s, i: call(x, s)) if other is None else (lambda x, s, i: alternating(call, i, x, s))
+            return search(denoise, start, sampler)
 
         batch = torch.zeros((min(request.batch_size, request.plan.samples), *request.latent_shape))  # memory plan
         return run_guided(model, positive, negative, cfg, batch, torch.as_tensor(request.base).float(), request.seed,
-                          inside)
+                          inside, other)
 
     return run
 
@@ -115,6 +131,10 @@ class VRGSearchSchedule(io.ComfyNode):
                 io.Conditioning.Input("positive", optional=True,
                                       tooltip="A typical prompt (text-to-image models need one)."),
                 io.Conditioning.Input("negative", optional=True, tooltip="Negative prompt, used when cfg is not 1."),
+                io.Conditioning.Input("other_prompt", optional=True,
+                                      tooltip="A second prompt, e.g. an empty one (CLIP Text Encode with no text): "
+                                              "half the search's noises use it, so the schedule holds beyond the "
+                                              "first prompt. The cached schedule is reused for every prompt."),
             ],
             outputs=[io.Sigmas.Output(display_name="sigmas"), io.Model.Output(display_name="model"),
                      io.Image.Output(display_name="plot")],
@@ -124,7 +144,7 @@ class VRGSearchSchedule(io.ComfyNode):
     @classmethod
     def execute(cls, model, latent, sampler_name, scheduler, steps, seed, evaluations, batch_size, cfg, use_cache,
                 table=NO_TABLE, variance_weight=DEFAULT_VARIANCE_WEIGHT, positive=None,
-                negative=None) -> io.NodeOutput:
+                negative=None, other_prompt=None) -> io.NodeOutput:
         check_choice("sampler_name", sampler_name, covered_samplers())
         check_choice("scheduler", scheduler, base_scheduler_names())
         check_guidance(cfg, negative)
@@ -134,11 +154,12 @@ class VRGSearchSchedule(io.ComfyNode):
         warnings = [] if error_table is None else table_warnings(error_table, model)
         latent_shape = (model.get_model_object("latent_format").latent_channels, *latent["samples"].shape[2:])
         request, failed = search_request(model, latent_shape, sampler_name, scheduler, steps, seed, evaluations,
-                                         batch_size, cfg, error_table, variance_weight)
+                                         batch_size, cfg, error_table, variance_weight,
+                                         1 if other_prompt is None else 2)
         cache = SearchCache(Path(folder_paths.get_folder_paths(FOLDER)[0])) if use_cache else None
         bar = comfy.utils.ProgressBar(evaluations)
         started = time.perf_counter()
-        result, cached = cached_search(request, guided_run(model, positive, negative, cfg, request), cache,
+        result, cached = cached_search(request, guided_run(model, positive, negative, cfg, request, other_prompt), cache,
                                        progress=lambda done, total: bar.update_absolute(done, total),
                                        should_stop=stop_if_cancelled)
         warnings += cache.warnings if cache is not None else []

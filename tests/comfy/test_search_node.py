@@ -38,6 +38,18 @@ def test_step_formulas_are_the_hosts_samplers(run):
         assert torch.allclose(ours.float(), theirs.float(), atol=1e-4), name
 
 
+def test_a_second_prompt_alternates_with_the_first(run, inputs):
+    """other_prompt: the search's odd noises are sampled with it. The same prompt twice is the one-prompt search
+    (to the rounding of smaller model batches); another prompt changes what is measured."""
+    single = run("VRGSearchSchedule", **{**inputs, "use_cache": False})
+    same = run("VRGSearchSchedule", **{**inputs, "use_cache": False, "other_prompt": inputs["positive"]})
+    assert torch.allclose(same[0], single[0], rtol=1e-4)
+    assert np.allclose(same.ui["held_out_gain"], single.ui["held_out_gain"], atol=1e-3)
+    empty = run("VRGDemoConditioning", digit="none")[0]
+    mixed = run("VRGSearchSchedule", **{**inputs, "use_cache": False, "other_prompt": empty})
+    assert not np.allclose(mixed.ui["held_out_gain"], single.ui["held_out_gain"], atol=1e-3)
+
+
 def test_search_node_caches_and_feeds_the_vrg_scheduler(run, inputs, comfy):
     import comfy.k_diffusion.sampling as k_sampling
     import comfy.samplers as samplers

@@ -27,13 +27,15 @@ MAX_BYTES = 16 * 1024 * 1024
 
 
 def cache_settings(method: int, base_sigmas, candidates: dict[str, np.ndarray], sampler: str, model_fingerprint: str,
-                   table_digest: str, evaluations: int, variance_weight: float, seed: int, cfg: float) -> dict:
-    """What a cached search must have been made with to be reused (candidates and base by their sigmas)."""
+                   table_digest: str, evaluations: int, variance_weight: float, seed: int, cfg: float,
+                   prompts: int = 1) -> dict:
+    """What a cached search must have been made with to be reused (candidates and base by their sigmas; `prompts`:
+    how many prompts its noises alternated — the prompt itself is not part of it, see `SearchRequest`)."""
     every = {"base": np.asarray(base_sigmas).tolist(), **{k: np.asarray(v).tolist() for k, v in candidates.items()}}
     digest = hashlib.sha256(json.dumps(every, sort_keys=True).encode()).hexdigest()[:16]
     return {"method": method, "schedules": digest, "sampler": sampler, "steps": len(every["base"]) - 1,
             "model_fingerprint": model_fingerprint, "table": table_digest, "evaluations": int(evaluations),
-            "variance_weight": float(variance_weight), "seed": int(seed), "cfg": float(cfg)}
+            "variance_weight": float(variance_weight), "seed": int(seed), "cfg": float(cfg), "prompts": int(prompts)}
 
 
 def cache_key(settings: dict) -> str:

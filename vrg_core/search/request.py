@@ -37,7 +37,10 @@ class SearchRequest:
     (same convention); `kind`, `sigma_min` — the model's noise process and least σ; `model_fingerprint` —
     its weights' identity (for the cache); `latent_shape` — one latent [C, H, W, …] (for the memory check);
     `seed` — of the search's own noise; `cfg` — the guidance it samples with; `table` / `variance_weight`
-    — an optional error table and VRG's term (see `search_schedule`)."""
+    — an optional error table and VRG's term (see `search_schedule`); `prompts` — how many prompts the host
+    alternates over the search's noises (1, or 2: the prompt and a second one, e.g. the empty prompt). The
+    prompts themselves are not in the cache key: a schedule is reused for every prompt (the VRG+ benchmark's
+    transfer table measures how well it holds)."""
 
     base: np.ndarray
     sampler: Sampler
@@ -52,6 +55,7 @@ class SearchRequest:
     batch_size: int = DEFAULT_BATCH
     table: ErrorTable | None = None
     variance_weight: float = DEFAULT_VARIANCE_WEIGHT
+    prompts: int = 1
 
     @property
     def steps(self) -> int:
@@ -64,7 +68,8 @@ class SearchRequest:
     def settings(self) -> dict:
         """What a cached search must have been made with to be reused (`cache_settings`)."""
         return cache_settings(METHOD, self.base, self.candidates, self.sampler.name, self.model_fingerprint,
-                              table_digest(self.table), self.evaluations, self.variance_weight, self.seed, self.cfg)
+                              table_digest(self.table), self.evaluations, self.variance_weight, self.seed, self.cfg,
+                              self.prompts)
 
 
 def cached_search(request: SearchRequest, run: Run, cache: SearchCache | None = None,
