@@ -109,7 +109,8 @@ def gain_interval(distance: np.ndarray, rival_distance: np.ndarray) -> tuple[flo
     error = float(ratio_error(distance[None], rival_distance[None], np.array([[ratio]]))[0])
     usable = errors > 0  # a resample of one repeated noise has no spread
     t_low, t_high = interval((ratios[usable] - ratio) / errors[usable]) if usable.any() else (0.0, 0.0)
-    return float(1.0 - ratio), float(1.0 - ratio - t_high * error), float(1.0 - ratio - t_low * error)
+    high = min(1.0 - ratio - t_low * error, 1.0)  # a distance is never below 0: the gain is at most 100 %
+    return float(1.0 - ratio), float(min(1.0 - ratio - t_high * error, high)), float(high)
 
 
 def ratio_error(a: np.ndarray, b: np.ndarray, ratio: np.ndarray) -> np.ndarray:
