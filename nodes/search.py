@@ -111,7 +111,8 @@ class VRGSearchSchedule(io.ComfyNode):
                 io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF,
                              tooltip="Seed of the search's own trajectories: same inputs and seed, same schedule."),
                 io.Int.Input("evaluations", default=DEFAULT_EVALUATIONS, min=100, max=100000, step=100,
-                             tooltip="Model evaluations to spend (per sample); more give a steadier choice."),
+                             tooltip="Model evaluations to spend in all (one = one latent through the model "
+                                     "once; an image costs steps of them); more give a steadier choice."),
                 io.Int.Input("batch_size", default=DEFAULT_BATCH, min=1, max=256,
                              tooltip="Samples per model call; memory also holds up to 4 x 40 latents per sample "
                                      "(a batch too large for this machine is refused before any work)."),
@@ -167,7 +168,9 @@ class VRGSearchSchedule(io.ComfyNode):
         searched = Searched(sampler_name, float(cfg), sigmas)
         patched = with_settings(model, Settings(error_table, scheduler, "auto", "fixed", searched))
         rival = result.rival
-        cost = "cached" if cached else f"{result.evaluations} evaluations"
+        per_image = request.steps * request.sampler.calls_per_step
+        cost = "cached" if cached else (f"{result.evaluations} evaluations, the price of "
+                                        f"{result.evaluations / per_image:.0f} images")
         text = f"{result.verdict.sentence()} ({searched}; {cost}, {time.perf_counter() - started:.0f} s)"
         if failed:
             warnings.append(f"schedulers left out (they failed on this model): {', '.join(failed)}")

@@ -42,6 +42,8 @@ def test_a_second_prompt_alternates_with_the_first(run, inputs):
     """other_prompt: the search's odd noises are sampled with it. The same prompt twice is the one-prompt search
     (to the rounding of smaller model batches); another prompt changes what is measured."""
     single = run("VRGSearchSchedule", **{**inputs, "use_cache": False})
+    images = single.ui["evaluations"][0] / inputs["steps"]  # dpmpp_2m: one model call a step
+    assert f"{single.ui['evaluations'][0]} evaluations, the price of {images:.0f} images" in single.ui["text"][0]
     same = run("VRGSearchSchedule", **{**inputs, "use_cache": False, "other_prompt": inputs["positive"]})
     assert torch.allclose(same[0], single[0], rtol=1e-4)
     assert np.allclose(same.ui["held_out_gain"], single.ui["held_out_gain"], atol=1e-3)
