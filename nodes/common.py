@@ -61,6 +61,14 @@ def report(cls: type[io.ComfyNode], text: str, warnings: list[str] = (), image: 
     return out
 
 
+def sampling_model_input() -> io.Model.Input:
+    return io.Model.Input("model", tooltip="The model to sample with, LoRAs and patches applied.")
+
+
+def empty_latent_input() -> io.Latent.Input:
+    return io.Latent.Input("latent", tooltip="An Empty Latent Image of the size you generate (its batch is ignored).")
+
+
 def gamma_input() -> io.Float.Input:
     return io.Float.Input("gamma", default=0.0, min=0.0, max=1.0, step=0.001,
                           tooltip="How far each step may move (the paper's learning portion). "

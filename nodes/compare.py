@@ -11,7 +11,7 @@ from comfy_api.v0_0_2 import io
 
 from ..vrg_core.compare import MIN_NOISES, Comparison, compare_schedules, compared_schedule
 from ..vrg_core.errors import VRGError
-from .common import CATEGORY, check_choice, report, stop_if_cancelled
+from .common import CATEGORY, check_choice, empty_latent_input, report, sampling_model_input, stop_if_cancelled
 from .guided import check_guidance, run_guided
 from .host import comfy_sampler, covered_samplers, model_kind, start_states
 
@@ -70,9 +70,8 @@ class VRGCompareSchedules(io.ComfyNode):
                         "steps), with a 90 % interval, and how much closer the best one is. The schedules may "
                         "have different step counts. Costs about 100 model evaluations per noise.",
             inputs=[
-                io.Model.Input("model", tooltip="The model to sample with, LoRAs and patches applied."),
-                io.Latent.Input("latent", tooltip="An Empty Latent Image of the size you generate (its batch is "
-                                                  "ignored)."),
+                sampling_model_input(),
+                empty_latent_input(),
                 io.Combo.Input("sampler_name", options=covered_samplers(), default="euler",
                                tooltip="The sampler every schedule runs with. Stochastic ones (ancestral, SDE, "
                                        "LCM) are compared on their noise-free part."),

@@ -19,7 +19,8 @@ from ..vrg_core.search import (
     cached_search,
 )
 from ..vrg_core.search.request import Search
-from .common import CATEGORY, check_choice, png_to_image, report, stop_if_cancelled
+from .common import (CATEGORY, check_choice, empty_latent_input, png_to_image, report, sampling_model_input,
+                     stop_if_cancelled)
 from .guided import check_guidance, run_guided
 from .host import (base_scheduler_names, candidate_schedules, comfy_sampler, covered_samplers, ksampler_sigmas,
                    model_kind, start_states)
@@ -97,9 +98,8 @@ class VRGSearchSchedule(io.ComfyNode):
                         "and shipped table (AYS, GITS, OSS) on the model, searches its own and keeps the closest. "
                         "About 2000 model evaluations once, cached in models/vrg/; no error table needed.",
             inputs=[
-                io.Model.Input("model", tooltip="The model to sample with, LoRAs and patches applied."),
-                io.Latent.Input("latent", tooltip="An Empty Latent Image of the size you generate (its batch is "
-                                                  "ignored)."),
+                sampling_model_input(),
+                empty_latent_input(),
                 io.Combo.Input("sampler_name", options=covered_samplers(), default="euler",
                                tooltip="The sampler the schedule is searched for; use the same in the KSampler. "
                                        "Stochastic ones (ancestral, SDE, LCM) are searched on their noise-free "

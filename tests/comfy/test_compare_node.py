@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from cancel import interrupt_after
 from test_ksampler import empty_latent
 
 NOISES, SEED = 6, 1
@@ -69,14 +70,7 @@ def test_compare_node_refuses_bad_input_and_cancels(run, inputs, monkeypatch):
                               ({"sampler_name": "dpm_adaptive"}, "not one of the choices")):
         with pytest.raises(VRGError, match=message):
             run("VRGCompareSchedules", **{**inputs, **override})
-    calls = [0]
-
-    def interrupt_after_a_few():
-        calls[0] += 1
-        if calls[0] > 5:
-            raise mm.InterruptProcessingException()
-
-    monkeypatch.setattr(mm, "throw_exception_if_processing_interrupted", interrupt_after_a_few)
+    interrupt_after(monkeypatch, 5)
     with pytest.raises(mm.InterruptProcessingException):
         run("VRGCompareSchedules", **inputs)
 

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from cancel import interrupt_after
 from test_ksampler import empty_latent
 
 
@@ -127,14 +128,7 @@ def test_search_node_refuses_bad_input_and_cancels_cleanly(run, inputs, comfy, m
             run("VRGSearchSchedule", **{**inputs, **override})
     index = comfy.base / "models" / "vrg" / "vrg_search_cache.json"
     before = index.read_bytes() if index.exists() else None
-    calls = [0]
-
-    def interrupt_after_a_few():
-        calls[0] += 1
-        if calls[0] > 5:
-            raise mm.InterruptProcessingException()
-
-    monkeypatch.setattr(mm, "throw_exception_if_processing_interrupted", interrupt_after_a_few)
+    interrupt_after(monkeypatch, 5)
     with pytest.raises(mm.InterruptProcessingException):
         run("VRGSearchSchedule", **{**inputs, "seed": 99})
     assert (index.read_bytes() if index.exists() else None) == before  # nothing stored
