@@ -106,3 +106,6 @@ def test_cli_compares_vrg_plus_searched_first(tmp_path, capsys):
     assert list(out["schedules"]) == ["vrg+", "karras"] and len(out["schedules"]["vrg+"]["sigmas"]) == 4
     assert main(args) == 0  # the search from the cache: the same comparison
     assert json.loads(capsys.readouterr().out) == out
+    assert main([a for a in args if a not in ("--schedules", "vrg+,karras")]) == 0  # default: VRG+ and every other
+    assert list(json.loads(capsys.readouterr().out)["schedules"]) == [
+        "vrg+", "karras", "exponential", "simple", "ays_sd1", "ays_sdxl", "gits"]

@@ -202,7 +202,7 @@ def cmd_compare(a: argparse.Namespace) -> None:
 
     model = load_demo_model(a.model)
     offered = demo_schedules(model, a.steps)
-    names = compared_names(a.schedules, [VRG_PLUS, *offered])
+    names = compared_names(a.schedules, [VRG_PLUS, *offered]) if a.schedules else [VRG_PLUS, *offered]
     host = DemoHost(model)
     schedules = {name: offered.get(name) for name in names}
     if VRG_PLUS in names:
@@ -342,8 +342,10 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--model", default="eps", choices=("eps", "flow"), help="the bundled demo model")
     c.add_argument("--sampler", default="euler", choices=SEARCH_SAMPLERS, help="the sampler every schedule runs with")
     c.add_argument("--steps", type=at_least(2), default=6, help="steps of the demo schedules and of VRG+")
-    c.add_argument("--schedules", default=f"{VRG_PLUS},karras,exponential,simple",
-                   help=f"comma-separated: karras, exponential, simple, and {VRG_PLUS} (searched first)")
+    c.add_argument("--schedules", default="",
+                   help=f"comma-separated names: karras, exponential, simple, the published tables for the model "
+                        f"(EPS: ays_sd1, ays_sdxl, gits; flow: oss_flux, oss_wan), {VRG_PLUS} (searched first); "
+                        f"default: {VRG_PLUS} and all the others")
     c.add_argument("--noises", type=at_least(2), default=16, help="noises every schedule is sampled from")
     c.add_argument("--seed", type=int, default=1, help="seed of the compared noises (not the search's)")
     c.add_argument("--search-seed", type=int, default=0, help=f"seed of the {VRG_PLUS} search")
