@@ -49,7 +49,8 @@ def report(cls: type[io.ComfyNode], text: str, warnings: list[str] = (), image: 
     lines = [text] + [f"WARNING: {w}" for w in warnings]
     for w in warnings:
         logging.warning("[VRG] %s", w)
-    logging.info("[VRG] %s", text)
+    for line in text.splitlines():
+        logging.info("[VRG] %s", line)
     node_id = cls.hidden.unique_id if cls.hidden is not None else None
     if node_id is not None:
         from server import PromptServer

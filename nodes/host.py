@@ -183,6 +183,14 @@ def searched_alike(function, searched: str) -> bool:
                for name, other in HOST_SAMPLERS.items())
 
 
+def sampler_name(function) -> str:
+    """ComfyUI's name of sampler `function` (the first registered name that runs it), else the function's own."""
+    for name in comfy.samplers.KSampler.SAMPLERS:
+        if getattr(comfy.samplers.sampler_object(name), "sampler_function", None) is function:
+            return name
+    return getattr(function, "__name__", "an unknown sampler")
+
+
 # --- the starting noise -----------------------------------------------------------------------------------------
 
 def start_states(base_model, latent_shape: tuple[int, ...], seed: int):

@@ -24,7 +24,7 @@ from ..vrg_core.error_table import ErrorTable
 from ..vrg_core.errors import VRGError
 from ..vrg_core.optimize import START_MODES, optimize_sigmas
 from .common import CATEGORY, ErrorTableIO, check_choice, gamma_input, report, start_input
-from .host import VRG_SCHEDULER, base_scheduler_names, scheduler_output, searched_alike
+from .host import VRG_SCHEDULER, base_scheduler_names, sampler_name, scheduler_output, searched_alike
 from .model_identity import table_warnings
 
 ATTRIBUTE = "vrg_settings"
@@ -59,8 +59,7 @@ def vrg_scheduler(model_sampling, steps: int) -> torch.Tensor:
     if settings.searched is not None:
         asked, returned = scheduler_output(settings.searched.sigmas, settings.searched.sampler)
         if steps == asked:
-            logging.info("[VRG] vrg scheduler: the VRG+ schedule searched for %s", settings.searched)
-            return returned
+            return returned  # logged when sampled (`check_searched_use`), or refused there
     if settings.table is None:
         raise VRGError(f"the 'vrg' scheduler has only the VRG+ schedule searched for {settings.searched}, and this "
                        f"sampler asks it for {steps} steps: sample with that sampler and step count, or search "
@@ -89,12 +88,15 @@ def check_searched_use(searched: Searched, executor, noise, latent_image, sample
     """An OUTER_SAMPLE wrapper: when the searched sigmas are sampled, the sampler and cfg must be those searched for."""
     if torch.equal(sigmas.detach().cpu().float(), searched.sigmas.float()):
         cfg = float(getattr(executor.class_obj, "cfg", searched.cfg))
-        if not searched_alike(getattr(sampler, "sampler_function", None), searched.sampler):
-            raise VRGError(f"this model's 'vrg' schedule was searched for {searched}, but the sampler is another one: "
-                           f"set the sampler to {searched.sampler}, or search for this sampler")
+        function = getattr(sampler, "sampler_function", None)
+        if not searched_alike(function, searched.sampler):
+            used = sampler_name(function)
+            raise VRGError(f"this model's 'vrg' schedule was searched for {searched}, but the sampler is {used}: "
+                           f"set the sampler to {searched.sampler}, or search for {used}")
         if abs(cfg - searched.cfg) > 1e-6:
             raise VRGError(f"this model's 'vrg' schedule was searched for {searched}, but it is sampled at cfg {cfg:g}: "
                            f"set cfg to {searched.cfg:g}, or search at cfg {cfg:g}")
+        logging.info("[VRG] sampling the VRG+ schedule searched for %s", searched)
     return executor(noise, latent_image, sampler, sigmas, *args, **kwargs)
 
 

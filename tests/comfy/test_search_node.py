@@ -95,7 +95,8 @@ def test_search_node_caches_and_feeds_the_vrg_scheduler(run, inputs, comfy):
     try:
         nodes.KSampler().sample(patched, 0, 5, 1.0, "dpmpp_2m", "vrg", inputs["positive"], inputs["positive"],
                                 empty_latent(), denoise=1.0)
-        with pytest.raises(VRGError, match="searched for dpmpp_2m, 5 steps, cfg 1, but the sampler is another"):
+        with pytest.raises(VRGError, match="searched for dpmpp_2m, 5 steps, cfg 1, but the sampler is euler: set "
+                                           "the sampler to dpmpp_2m, or search for euler"):
             nodes.KSampler().sample(patched, 0, 5, 1.0, "euler", "vrg", inputs["positive"], inputs["positive"],
                                     empty_latent(), denoise=1.0)
         with pytest.raises(VRGError, match="but it is sampled at cfg 4: set cfg to 1"):
