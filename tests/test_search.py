@@ -14,7 +14,7 @@ from vrg_core.errors import Cancelled, VRGError
 from vrg_core.error_table import ErrorTable
 from vrg_core.parameterization import ModelKind, discrete_vp_sigmas, noise_level_grid
 from vrg_core.search import (
-    METHOD, as_sampler, SearchCache, SearchResult, best_path, cache_settings, check, linearised_error,
+    METHOD, as_sampler, SearchCache, SearchResult, best_path, cache_settings, check, linearised_error, mismatch_curve,
     propagated_variance, refine, response_curve, run_teacher, sample, search_schedule, step_coefficients, step_errors,
 )
 from vrg_core.search.schedule_search import DAMPING, REFINED
@@ -230,10 +230,15 @@ def test_linearised_error_is_exact_for_a_linear_model():
         sigmas = np.append(grid[path], 0.0)
         sampler = as_sampler(sampler)
         error, rows = check(denoise, teacher, sigmas, sampler, teacher.start, 4, lambda count: None)
-        assert rows.shape == (len(path) - 1, 3)  # one row per step after the first, from the first batch
+        assert rows.shape == (len(path) - 1, 4)  # one row per step after the first, from the first batch
         assert np.allclose(rows[:, 1] / rows[:, 2], c[path[1:]], rtol=1e-4)
         assert linearised_error(sigmas, teacher, sampler, c) == pytest.approx(error, rel=1e-4)
         assert linearised_error(sigmas, teacher, sampler, 0 * c) != pytest.approx(error, rel=0.05)
+        # each row is explained whole by its own j (|ΔD|² = j²·|Δx|²), so unpooled the mismatch term adds nothing
+        assert np.allclose(rows[:, 3], rows[:, 1] ** 2 / rows[:, 2], rtol=1e-6)
+        mismatch = mismatch_curve(rows, len(grid), width=1e-3)
+        assert np.all(mismatch < 1e-6)
+        assert linearised_error(sigmas, teacher, sampler, c, mismatch) == pytest.approx(error, rel=1e-4)
 
 
 def test_linearised_error_in_numpy_equals_the_sampler_functions_run():
@@ -250,6 +255,10 @@ def test_linearised_error_in_numpy_equals_the_sampler_functions_run():
         for sigmas in (np.array([10.0, 3.3, 0.71, 0.2, 0.031, 0.0]), np.array([6.0, 2.0, 1.1, 0.02, 0.0])):
             fast = linearised_error(sigmas, teacher, sampler, response)
             assert fast == pytest.approx(linearised_error(sigmas, teacher, by_function, response), rel=1e-12)
+            mismatched = linearised_error(sigmas, teacher, sampler, response, 0.3 * response)
+            assert mismatched > 1.01 * fast
+            assert mismatched == pytest.approx(linearised_error(sigmas, teacher, by_function, response, 0.3 * response),
+                                               rel=1e-12)
 
 
 def test_response_curve_pools_and_falls_back_to_the_nearest_row():
@@ -257,6 +266,47 @@ def test_response_curve_pools_and_falls_back_to_the_nearest_row():
     j = response_curve(rows, 50, width=1.0)
     assert j[2] == pytest.approx((1 + 3 * np.exp(-0.5)) / (4 + 4 * np.exp(-0.5)))
     assert j[40] == pytest.approx(0.9) and np.all((j > 0.25 - 1e-9) & (j < 0.9 + 1e-9))
+
+
+def test_mismatch_curve_is_what_the_response_fit_leaves():
+    # ΔD = j·Δx + r with r ⊥ Δx: rows (position, ⟨ΔD, Δx⟩, |Δx|², |ΔD|²)
+    rows = np.array([[2.0, 0.5 * 4.0, 4.0, 0.25 * 4.0 + 1.0], [3.0, 0.5 * 4.0, 4.0, 0.25 * 4.0 + 3.0],
+                     [40.0, 9.0, 10.0, 8.1]])
+    rho = mismatch_curve(rows, 50, width=1.0)
+    w = np.exp(-0.5)
+    assert rho[2] == pytest.approx((1.0 + 3.0 * w) / (4.0 + 4.0 * w))  # j is 0.5 near both rows: what is left, pooled
+    assert rho[40] == pytest.approx(0.0, abs=1e-12)  # the row j explains whole
+    assert rho[20] >= 0 and response_curve(rows, 50, width=1.0)[2] == pytest.approx(0.5)
+
+
+def test_the_mismatch_term_is_the_sampler_carrying_each_calls_unexplained_change():
+    """For Euler the gain of call k's prediction at the final sample is Π of the later steps' factors, and the
+    deviation from the teacher comes from the Gram matrix: the term is Σ_k g_k²·ρ·|Δx_k|² per dimension."""
+    denoise = gaussian_denoiser(SCALE)
+    grid = noise_level_grid(0.03, 10.0, 30, ModelKind.EPS)[::-1].copy()
+    teacher = run_teacher(denoise, start_noise()(6, 10.0), grid, 6, lambda count: None)
+    sigmas = np.append(grid[[0, 6, 14, 22]], 0.0)
+    j, rho = np.full(len(grid), 0.4), np.full(len(grid), 0.2)
+    error, states = 0.0, []
+    x = teacher.start.double()
+    G = len(grid)
+    vectors = teacher.probe  # the first batch is every sample here
+    for k, (s, s_next) in enumerate(zip(sigmas[:-1], sigmas[1:])):
+        i = [0, 6, 14, 22][k]
+        states.append(float(((x.reshape(-1) - vectors[i]) ** 2).sum()))
+        d = vectors[G + i].reshape(x.shape) + 0.4 * (x - vectors[i].reshape(x.shape))
+        x = x + (s_next - s) * (x - d) / s
+    gains = []
+    for k in range(len(sigmas) - 1):  # a unit change of call k's prediction, carried by Euler and j = 0.4
+        g = 1 - sigmas[k + 1] / sigmas[k]
+        for s, s_next in zip(sigmas[k + 1:-1], sigmas[k + 2:]):
+            g *= s_next / s + (1 - s_next / s) * 0.4
+        gains.append(g)
+    error = float(np.sum(np.square(gains) * 0.2 * np.array(states))) / teacher.numel
+    plain = linearised_error(sigmas, teacher, as_sampler("euler"), j)
+    assert error > 0.01 * plain
+    for sampler in (as_sampler("euler"), dataclasses.replace(as_sampler("euler"), linear_step=None)):
+        assert linearised_error(sigmas, teacher, sampler, j, rho) - plain == pytest.approx(error, rel=1e-9)
 
 
 def test_refine_lowers_its_objective_and_keeps_a_valid_schedule():

@@ -79,6 +79,61 @@ def test_every_covered_sampler_runs_exactly_on_the_teachers_vectors(run, kind):
     assert "dpm_adaptive" in comfy.samplers.SAMPLER_NAMES and "dpm_adaptive" not in covered_samplers()
 
 
+@pytest.mark.parametrize("kind", ["eps", "flow"])
+def test_every_covered_sampler_carries_a_calls_unexplained_change_as_the_mismatch_term_says(run, kind):
+    """The mismatch term of `linearised_error` (Σ_k g_k²·ρ·|Δx_k|²) for every sampler, against the host's own
+    sampler function on a linear model: g_k the final sample's change per unit change of call k's prediction
+    (the sampler run again with it), Δx_k the state at call k less the teacher's there."""
+    from vrg_pack.vrg_core.parameterization import ModelKind, noise_level_grid
+    from vrg_pack.vrg_core.search import linearised_error, run_teacher
+    from vrg_pack.nodes.host import comfy_sampler, covered_samplers
+
+    patcher = run("VRGDemoModel", model=kind)[0]
+    model_kind = ModelKind.EPS if kind == "eps" else ModelKind.CONST
+    direction = torch.randn((1, 32), generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    change = torch.randn((1, 32), generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    c, rho = 0.6, 0.5
+    sigmas = SCHEDULE[kind]
+    noise = torch.randn((3, 32), generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    start = start_states(patcher, noise, float(sigmas[0]))
+    grid = noise_level_grid(0.0009, float(sigmas[0]), 40, model_kind)[::-1].copy()
+
+    def linear(x, sigma):
+        return c * x + (1 + torch.log(sigma.to(x.dtype))).reshape(-1, 1) * direction.to(x.dtype)
+
+    teacher = run_teacher(lambda x, s, i: linear(x, s), start, grid, 3, lambda count: None)
+
+    def calls_of(sampler, changed=None):
+        """(final sample, |state − teacher's state|² per call) of `sampler` on the linear model, `change` added to
+        call `changed`'s prediction."""
+        deviations = []
+
+        def model(x, sigma):
+            (i,), (f,) = teacher.brackets(np.array([float(sigma.reshape(-1)[0])]))
+            teacher_x = (1 - f) * teacher.probe[i] + f * teacher.probe[i + 1]
+            deviations.append(float(((x.double().reshape(-1) - teacher_x) ** 2).sum()))
+            out = linear(x, sigma)
+            return out + change.to(out.dtype) if changed == len(deviations) - 1 else out
+
+        return sampler.run(model, start, sigmas), deviations
+
+    for name in covered_samplers():
+        sampler = comfy_sampler(name, ModelWrap(patcher, linear))
+        plain, deviations = calls_of(sampler)
+        assert len(deviations) <= sampler.calls_per_step * (len(sigmas) - 1), name
+        gains = []
+        for k in range(len(deviations)):
+            moved = calls_of(sampler, k)[0] - plain
+            gains.append(float((moved * change).sum() / (change * change).sum() / len(start)))
+            assert torch.allclose(moved, gains[-1] * change.expand_as(moved), atol=1e-4), name
+        expected = float(np.sum(np.square(gains) * rho * np.array(deviations))) / teacher.numel
+        assert expected > 0, name
+        response, mismatch = np.full(len(grid), c), np.full(len(grid), rho)
+        term = linearised_error(sigmas, teacher, sampler, response, mismatch) - linearised_error(sigmas, teacher,
+                                                                                                  sampler, response)
+        assert term == pytest.approx(expected, rel=1e-6 if sampler.dtype == torch.float64 else 1e-3), name
+
+
 def test_every_covered_sampler_samples_the_demo_model_as_comfyui_does(run):
     """`vrg_core.search.sample` (the search's checks) with the host's sampler equals ComfyUI's KSAMPLER
     (noise off) on the demo model, for every covered sampler."""

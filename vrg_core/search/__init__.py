@@ -8,7 +8,7 @@ the plan, the cache and the memory check.
 from .cache import SearchCache, cache_settings
 from .coefficients import step_coefficients
 from .path import best_path, step_errors
-from .refine import linearised_error, refine, response_curve
+from .refine import linearised_error, mismatch_curve, refine, response_curve
 from .request import DEFAULT_BATCH, Run, SearchRequest, Start, cached_search
 from .result import Objective, SearchResult
 from .samplers import SAMPLERS, Sampler, as_sampler, sample
@@ -20,5 +20,5 @@ from .teacher import Teacher, check, run_teacher
 __all__ = ["SAMPLERS", "Sampler", "as_sampler", "METHOD", "MAX_STEPS", "DEFAULT_EVALUATIONS",
            "DEFAULT_VARIANCE_WEIGHT", "DEFAULT_GRID", "SearchCache", "SearchResult", "Objective", "Teacher",
            "cache_settings", "search_schedule", "plan_for", "Plan", "run_teacher", "check", "sample",
-           "step_coefficients", "step_errors", "best_path", "linearised_error", "refine", "response_curve",
+           "step_coefficients", "step_errors", "best_path", "linearised_error", "refine", "response_curve", "mismatch_curve",
            "propagated_variance", "error_survival", "SearchRequest", "cached_search", "Run", "Start", "DEFAULT_BATCH"]

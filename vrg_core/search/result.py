@@ -32,7 +32,8 @@ class SearchResult:
 
     `candidates` — every schedule considered, by name (the host's schedulers and tables, `base`,
     `vrg`, the searched `dp@<damping>` and `refined<round>:…` ones). `screened` — each one's
-    final-sample error predicted from the teacher (`refine.linearised_error`, + VRG's term);
+    final-sample error predicted from the teacher (`refine.linearised_error`, + VRG's term; a refined
+    schedule's as its refinement predicted it);
     `objectives` — the measured error, sampled from all `samples` teacher noises, of the ones
     checked. `chosen` names the schedule returned: the one `verdict` kept (the best searched schedule against the
     best fixed one, on held-back noises). `evaluations` counts model evaluations per sample summed over samples.

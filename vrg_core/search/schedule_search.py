@@ -11,13 +11,14 @@ the user's model and returns the schedule whose samples come closest to the conv
 3. **Pool**: those, the base schedule, VRG alone (with a table) and every schedule the host
    offers (its schedulers and shipped tables at this step count).
 4. **Checks**: the base and one searched schedule are sampled from the teacher's noise; along
-   the way the model's response to the sampler's deviations is measured (`refine.response_curve`),
-   which predicts the final error of any schedule from the Gram matrix (`refine.linearised_error`).
+   the way the model's response to the sampler's deviations is measured (`refine.response_curve`,
+   and the part of it no single factor explains, `refine.mismatch_curve`), which predicts the final
+   error of any schedule from the Gram matrix (`refine.linearised_error`).
    The pool is ranked by that prediction and the best `FULL_CHECKS` are sampled too (all but one
    of them the best fixed ones, so the schedule to beat is measured, not predicted).
 5. **Refinement** (`refine`): the `REFINED` best measured schedules are refined on the
-   prediction and sampled; the response is measured again along them, and they are refined
-   once more (`ROUNDS`).
+   prediction (kept in `screened` as predicted then) and sampled; the response is measured
+   again along them, and they are refined once more (`ROUNDS`).
 6. **Out-of-sample choice** (`selection`): on held-back noises the refinement never fitted, the
    best searched schedule and the two best fixed ones are sampled; the rival is the fixed one
    closest over every noise, and the searched one is kept only when it is closer than the rival
@@ -52,14 +53,14 @@ from ..optimize import optimize_sigmas
 from ..parameterization import ModelKind, noise_level_grid
 from ..profile import Denoise
 from .path import best_path, step_errors
-from .refine import linearised_error, refine, response_curve
+from .refine import linearised_error, mismatch_curve, refine, response_curve
 from .result import SEARCHED, Objective, SearchResult
 from .samplers import Sampler, as_sampler
 from .selection import judge, per_noise_distance, solve
 from .survival import error_survival, propagated_variance
 from .teacher import check, run_teacher
 
-METHOD = 8  # raised whenever the search changes, so a cached result of an older search is not reused
+METHOD = 9  # raised whenever the search changes, so a cached result of an older search is not reused
 MAX_STEPS = 50
 DEFAULT_EVALUATIONS = 2000
 DEFAULT_GRID = 40
@@ -317,8 +318,15 @@ class _Run:
     def variance(self, sigmas: np.ndarray) -> float:
         return propagated_variance(sigmas, self.table, self.data_variance, self.variance_weight)
 
-    def response(self) -> np.ndarray:
-        return response_curve(np.concatenate(self.rows), len(self.grid))
+    def response(self) -> tuple[np.ndarray, np.ndarray]:
+        """The model's response j and its unexplained part ρ per grid point, from every row measured so far."""
+        rows = np.concatenate(self.rows)
+        return response_curve(rows, len(self.grid)), mismatch_curve(rows, len(self.grid))
+
+    def predicted(self, sigmas: np.ndarray, response: tuple[np.ndarray, np.ndarray]) -> float:
+        """The total error of `sigmas` predicted from the teacher and the measured `response` (`linearised_error`)."""
+        follow, mismatch = response
+        return linearised_error(sigmas, self.teacher, self.sampler, follow, mismatch) + self.variance(sigmas)
 
     def check_best(self, pool: dict[str, np.ndarray]) -> None:
         """Stages 3–4: sample `FIRST_CHECKS`, predict every pool schedule's error from the measured response,
@@ -327,8 +335,7 @@ class _Run:
             self.measure(name, pool)
         tick = time.perf_counter()
         response = self.response()
-        self.screened = {name: linearised_error(sigmas, self.teacher, self.sampler, response) + self.variance(sigmas)
-                         for name, sigmas in pool.items()}
+        self.screened = {name: self.predicted(sigmas, response) for name, sigmas in pool.items()}
         self.search_seconds += time.perf_counter() - tick
         unmeasured = sorted((k for k in self.screened if k not in self.objectives), key=self.screened.get)
         full = self.plan.full_checks
@@ -343,9 +350,10 @@ class _Run:
             tick = time.perf_counter()
             response = self.response()
             refined = {f"refined{round_}:{origin.split(':')[-1]}":
-                       refine(pool[origin], self.teacher, self.sampler, response, self.table, self.data_variance,
-                              self.variance_weight) for origin in leaders}
+                       refine(pool[origin], self.teacher, self.sampler, response[0], self.table, self.data_variance,
+                              self.variance_weight, response[1]) for origin in leaders}
             pool.update(refined)
+            self.screened.update({name: self.predicted(sigmas, response) for name, sigmas in refined.items()})
             self.search_seconds += time.perf_counter() - tick
             for name in refined:
                 self.measure(name, pool)

@@ -86,10 +86,10 @@ def check(denoise: Denoise, teacher: Teacher, sigmas: np.ndarray, sampler: Sampl
 
     Returns the squared error per dimension against the teacher's final samples, and the
     model's response along the sampler's own deviations, measured on the teacher's first batch
-    (`Teacher.probe`): one row (grid position, ⟨ΔD, Δx⟩, |Δx|²) per model call inside the
+    (`Teacher.probe`): one row (grid position, ⟨ΔD, Δx⟩, |Δx|², |ΔD|²) per model call inside the
     grid after the first (a multi-stage sampler's calls between levels too), where Δx is the
     state's distance to the teacher's state at that σ and ΔD its prediction's
-    (`refine.response_curve`).
+    (`refine.response_curve`, `refine.mismatch_curve`).
     """
     G, total, rows = len(teacher.grid), 0.0, []
     for n, index in enumerate(batches(len(start), batch_size)):
@@ -104,8 +104,8 @@ def check(denoise: Denoise, teacher: Teacher, sigmas: np.ndarray, sampler: Sampl
                 dx = x.reshape(-1) - ((1 - f) * teacher.probe[i] + f * teacher.probe[i + 1])
                 dd = d.reshape(-1) - ((1 - f) * teacher.probe[G + i] + f * teacher.probe[G + i + 1])
                 if float(dx @ dx) > 0:
-                    rows.append((i + f, float(dd @ dx), float(dx @ dx)))
+                    rows.append((i + f, float(dd @ dx), float(dx @ dx), float(dd @ dd)))
 
         final = sample(denoise, start[index], sigmas, sampler, index, visit)
         total += float((final - teacher.final[index]).pow(2).sum())
-    return total / teacher.numel, np.array(rows, dtype=np.float64).reshape(-1, 3)
+    return total / teacher.numel, np.array(rows, dtype=np.float64).reshape(-1, 4)
