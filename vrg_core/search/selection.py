@@ -101,22 +101,20 @@ def gain_interval(distance: np.ndarray, rival_distance: np.ndarray) -> tuple[flo
     draws at a stated 90 %, this one in 79 % (the demo EPS model, Euler, 5 steps)."""
     if len(rival_distance) < 2:
         raise VRGError(f"an interval needs at least 2 noises, got {len(rival_distance)}")
-    ratio = distance.sum() / rival_distance.sum()
+    (ratio,), (error,) = ratio_and_error(distance[None], rival_distance[None])
     picks = resamples(len(rival_distance))
-    a, b = distance[picks], rival_distance[picks]
-    ratios = a.sum(axis=1) / np.maximum(b.sum(axis=1), 1e-300)
-    errors = ratio_error(a, b, ratios[:, None])
-    error = float(ratio_error(distance[None], rival_distance[None], np.array([[ratio]]))[0])
+    ratios, errors = ratio_and_error(distance[picks], rival_distance[picks])
     usable = errors > 0  # a resample of one repeated noise has no spread
     t_low, t_high = interval((ratios[usable] - ratio) / errors[usable]) if usable.any() else (0.0, 0.0)
     high = min(1.0 - ratio - t_low * error, 1.0)  # a distance is never below 0: the gain is at most 100 %
     return float(1.0 - ratio), float(min(1.0 - ratio - t_high * error, high)), float(high)
 
 
-def ratio_error(a: np.ndarray, b: np.ndarray, ratio: np.ndarray) -> np.ndarray:
-    """The delta-method standard error of Σa / Σb per row of paired samples `a`, `b` [R, n], at `ratio` [R, 1]."""
-    n = a.shape[1]
-    return (a - ratio * b).std(axis=1, ddof=1) / np.sqrt(n) / np.maximum(b.mean(axis=1), 1e-300)
+def ratio_and_error(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per row of paired samples `a`, `b` [R, n]: Σa / Σb and its delta-method standard error, each [R]."""
+    ratio = a.sum(axis=1) / np.maximum(b.sum(axis=1), 1e-300)
+    error = (a - ratio[:, None] * b).std(axis=1, ddof=1) / np.sqrt(a.shape[1]) / np.maximum(b.mean(axis=1), 1e-300)
+    return ratio, error
 
 
 def mean_interval(distance: np.ndarray) -> tuple[float, float, float]:
