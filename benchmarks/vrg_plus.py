@@ -29,6 +29,7 @@ each VRG variance weight (with the held-out error table). Writes vrg_plus.json a
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import tempfile
 import time
@@ -42,6 +43,7 @@ from vrg_core.errors import VRGError
 from vrg_core.optimize import optimize_sigmas
 from vrg_core.search import DEFAULT_EVALUATIONS, DEFAULT_VARIANCE_WEIGHT
 from vrg_core.search.samplers import HOST_SAMPLERS
+from vrg_core.search.selection import per_noise_distance
 
 from .backend import load_backend
 from .common import RESULTS, command_line, log, mean_std
@@ -79,9 +81,12 @@ def search(backend, subject, sampler: str, steps: int, seed: int, evaluations: i
 class HeldOut:
     """Held-out noises per seed, their converged samples, and the real sampler on any schedule."""
 
-    def __init__(self, backend, subject, seeds, samples: int):
+    def __init__(self, backend, subject, seeds, samples: int, digit: int | None = None):
+        """`digit`: every noise prompted with that digit (default: the subject's labels, all digits)."""
         self.backend, self.subject = backend, subject
         self.batches = [subject.batch(seed, samples) for seed in seeds]
+        if digit is not None:
+            self.batches = [dataclasses.replace(b, labels=torch.full_like(b.labels, digit)) for b in self.batches]
         self.denoisers = [subject.make_denoise(b) for b in self.batches]
         ref = backend.sigmas(subject.sampling, BASE[subject.name], REFERENCE_STEPS)
         self.reference = [self.samples(i, "dpmpp_2m", ref) for i in range(len(self.batches))]
@@ -95,7 +100,11 @@ class HeldOut:
                                        self.subject.sampling, seed=batch.seed).double()
 
     def distance(self, i: int, sampler: str, sigmas) -> float:
-        return float((self.samples(i, sampler, sigmas) - self.reference[i]).pow(2).mean())
+        return float(self.distances(i, sampler, sigmas).mean())
+
+    def distances(self, i: int, sampler: str, sigmas) -> np.ndarray:
+        """Per noise of seed `i`: the squared distance per dimension to its converged sample."""
+        return per_noise_distance(self.samples(i, sampler, sigmas), self.reference[i])
 
     def score(self, i: int, sampler: str, sigmas) -> dict:
         out = self.samples(i, sampler, sigmas)

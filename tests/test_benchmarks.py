@@ -163,3 +163,17 @@ def test_selection_noise_counts_draws_that_rank_two_schedules_the_other_way_roun
     mixed = np.r_[np.full(60, -1.0), np.full(40, 1.0)]  # mean −0.2: the first is better on average
     few, many = misranked(mixed, 3), misranked(mixed, 300)
     assert 0.25 < few < 0.45 and many < 0.01  # 3 noises: P(at least 2 of 3 are +1) = 0.352
+
+
+def test_fixed_choice_regret_is_the_picks_population_distance_over_the_best():
+    from benchmarks.fixed_choice import regrets
+
+    rng = np.random.default_rng(0)
+    population = np.array([1.0, 2.0])
+    clear = np.stack([np.full(30, 1.0), np.full(30, 2.0)])  # every noise ranks the first first
+    assert all(np.all(v == 1.0) for v in regrets(clear, population, 5, rng).values())
+    swapped = np.stack([np.full(30, 2.0), np.full(30, 1.0)])  # the prompt prefers the population's worse one
+    assert all(np.all(v == 2.0) for v in regrets(swapped, population, 5, rng).values())
+    heavy = np.stack([np.r_[np.full(27, 0.5), np.full(3, 10.0)], np.full(30, 1.4)])  # mean 1.45 vs 1.4, rare tail
+    mean = regrets(heavy, np.array([1.45, 1.4]), 5, rng)["mean"]
+    assert 1.0 < mean.mean() < 1.0357  # 5 noises usually miss the tail and pick the first, sometimes not
