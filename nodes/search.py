@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 import time
 from pathlib import Path
 
@@ -107,7 +108,8 @@ class VRGSearchSchedule(io.ComfyNode):
                 io.Combo.Input("scheduler", options=base_scheduler_names(), default="karras",
                                tooltip="The base schedule: its first sigma is where every searched schedule "
                                        "starts. It and every other scheduler are candidates the search must beat."),
-                io.Int.Input("steps", default=8, min=2, max=MAX_STEPS, tooltip="Sampling steps."),
+                io.Int.Input("steps", default=6, min=2, max=MAX_STEPS,
+                             tooltip="Sampling steps: the KSampler must use the same (the `vrg` scheduler serves only this count)."),
                 io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF,
                              tooltip="Seed of the search's own trajectories: same inputs and seed, same schedule."),
                 io.Int.Input("evaluations", default=DEFAULT_EVALUATIONS, min=100, max=100000, step=100,
@@ -158,6 +160,9 @@ class VRGSearchSchedule(io.ComfyNode):
                                          batch_size, cfg, error_table, variance_weight,
                                          1 if other_prompt is None else 2)
         cache = SearchCache(Path(folder_paths.get_folder_paths(FOLDER)[0])) if use_cache else None
+        changed = cache.changed(request.settings()) if cache is not None else None
+        if changed:
+            logging.info("[VRG] searching again (%s changed)", changed)
         bar = comfy.utils.ProgressBar(evaluations)
         started = time.perf_counter()
         result, cached = cached_search(request, guided_run(model, positive, negative, cfg, request, other_prompt), cache,
@@ -171,6 +176,8 @@ class VRGSearchSchedule(io.ComfyNode):
         per_image = request.steps * request.sampler.calls_per_step
         cost = "cached" if cached else (f"{result.evaluations} evaluations, the price of "
                                         f"{result.evaluations / per_image:.0f} images")
+        if changed and not cached:
+            cost = f"searched again ({changed} changed): {cost}"
         text = f"{result.verdict.sentence()} ({searched}; {cost}, {time.perf_counter() - started:.0f} s)"
         if failed:
             warnings.append(f"schedulers left out (they failed on this model): {', '.join(failed)}")

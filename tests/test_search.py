@@ -178,6 +178,10 @@ def test_search_cache_finds_only_the_same_settings_and_sets_damage_aside(tmp_pat
     assert found is not None and found.sigmas.tobytes() == result.sigmas.tobytes()
     for other in (dict(settings, cfg=2.0), dict(settings, method=METHOD - 1), dict(settings, sampler="dpmpp_2m")):
         assert SearchCache(tmp_path).find(other) is None  # other settings or an older search: search again
+    assert SearchCache(tmp_path).changed(dict(settings, seed=1)) == "seed"  # the reason, said on the node
+    assert SearchCache(tmp_path).changed(settings) is None  # found: nothing to explain
+    assert SearchCache(tmp_path).changed(dict(settings, seed=1, cfg=2.0)) is None  # no one reason
+    assert SearchCache(tmp_path).changed(dict(settings, schedules="0" * 16)) is None  # not a setting a user names
     data = json.loads((tmp_path / "vrg_search_cache.json").read_text())
     record = next(iter(data["searches"].values()))
     record["sigmas"] = record["sigmas"][:3]  # the wrong number of sigmas for its steps

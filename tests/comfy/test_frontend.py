@@ -14,6 +14,7 @@ from workflows import NODE_IDS, SEARCH_DEMO, TABLE_DEMO, WORKFLOWS, api_prompt
 APP_READY = "window.app && window.app.graph && window.LiteGraph && window.app.canvas"
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 CHROMIUM = Path("/usr/bin/chromium")
+TEMPLATES = Path(__file__).resolve().parents[2] / "example_workflows"
 
 ADD_NODE = """
 (() => {
@@ -37,6 +38,22 @@ LOAD_TEMPLATE = """
 """ % (PACK, PACK)
 
 
+SEED_CONTROLS = """
+(async (saved) => {
+  const fresh = {};
+  for (const type of ["VRGSearchSchedule", "VRGCompareSchedules"]) {
+    const node = LiteGraph.createNode(type);
+    app.graph.add(node);
+    fresh[type] = node.widgets.find((w) => w.name === "control_after_generate")?.value;
+    app.graph.remove(node);
+  }
+  await app.loadGraphData(saved);
+  const loaded = app.graph.nodes.find((n) => n.type === "VRGSearchSchedule");
+  return {fresh, loaded: loaded.widgets.find((w) => w.name === "control_after_generate").value};
+})
+"""
+
+
 def inputs_only(prompt: dict) -> dict:
     return {node_id: {"class_type": node["class_type"], "inputs": node["inputs"]} for node_id, node in prompt.items()}
 
@@ -56,6 +73,13 @@ def test_frontend_loads_registers_nodes_and_templates(server, template_files):
             added = await browser.evaluate(ADD_NODE)
             assert added["category"] == "sampling/vrg" and added["title"] == "VRG Optimize Sigmas"
             assert {"sigmas", "table", "model"} <= set(added["inputs"]) and "gamma" in added["widgets"]
+            saved = json.loads((TEMPLATES / f"{SEARCH_DEMO}.json").read_text())
+            for node in saved["nodes"]:
+                if node["type"] == "VRGSearchSchedule":
+                    node["widgets_values"] = ["randomize" if v == "fixed" else v for v in node["widgets_values"]]
+            controls = await browser.evaluate(f"({SEED_CONTROLS})({json.dumps(saved)})")
+            assert controls == {"fresh": {"VRGSearchSchedule": "fixed", "VRGCompareSchedules": "fixed"},
+                                "loaded": "randomize"}  # a new node's seed is fixed; a saved workflow keeps its own
             for name in sorted(WORKFLOWS, key=lambda n: n == TABLE_DEMO):  # the demo last, for the screenshot
                 nodes = WORKFLOWS[name]
                 loaded = await browser.evaluate(f"({LOAD_TEMPLATE})({json.dumps(name)})")

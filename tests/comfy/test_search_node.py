@@ -79,6 +79,9 @@ def test_search_node_caches_and_feeds_the_vrg_scheduler(run, inputs, comfy):
 
     again = run("VRGSearchSchedule", **inputs)
     assert again.ui["evaluations"] == [0] and torch.equal(again[0], sigmas)  # from the cache, no model calls
+    assert "searched again" not in out.ui["text"][0]
+    reseeded = run("VRGSearchSchedule", **{**inputs, "seed": 1})
+    assert "; searched again (seed changed): " in reseeded.ui["text"][0]  # why it did not come from the cache
     fresh = run("VRGSearchSchedule", **{**inputs, "use_cache": False})
     assert torch.equal(fresh[0], sigmas)  # deterministic: searched again, the same schedule
 

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from comfy_server import http_json
-from workflows import CHECKPOINT_TEMPLATES, DEMO_TABLE, SEARCH_DEMO, TABLE_DEMO, WORKFLOWS, api_prompt
+from workflows import CHECKPOINT_TEMPLATES, DEMO_STEPS, DEMO_TABLE, SEARCH_DEMO, TABLE_DEMO, WORKFLOWS, api_prompt
 
 
 
@@ -64,6 +64,13 @@ def test_demo_workflow_end_to_end(server):
     assert entry["status"]["status_str"] == "success", entry["status"]
     assert entry["outputs"]["1"]["text"][0].startswith("eps table") and "24 levels" in entry["outputs"]["1"]["text"][0]
     assert entry["outputs"]["3"]["text"][0].startswith("VRG1:")
+
+
+def test_a_search_node_added_from_the_menu_has_the_cpu_templates_step_count(server):
+    """The frontend builds a new node from /object_info: its steps are what the CPU templates search and sample."""
+    steps = http_json(f"{server.url}/object_info/VRGSearchSchedule")["VRGSearchSchedule"]["input"]["required"]["steps"]
+    searched = {inputs["steps"] for _, kind, inputs in WORKFLOWS[SEARCH_DEMO] if kind == "VRGSearchSchedule"}
+    assert steps[1]["default"] == DEMO_STEPS and searched == {DEMO_STEPS}
 
 
 @pytest.mark.parametrize("name", CHECKPOINT_TEMPLATES.values())

@@ -140,22 +140,25 @@ def search_branches(model: str, latent: str, cond: dict, sampler: str, scheduler
     ]
 
 
+DEMO_STEPS = 6  # the search node's default: a node added from the menu searches what the templates did
+
+
 def search_demo() -> list:
-    """Demo model on a CPU: VRG+ search for Euler at 6 steps -> KSampler with `vrg`, beside plain Karras."""
+    """Demo model on a CPU: VRG+ search for Euler at `DEMO_STEPS` -> KSampler with `vrg`, beside plain Karras."""
     cond = {"positive": link("digit"), "negative": link("digit")}
     return [
-        note("note", "VRG+ on the CPU demo model: VRG Search Schedule finds, on this very model, the 6-step "
+        note("note", f"VRG+ on the CPU demo model: VRG Search Schedule finds, on this very model, the {DEMO_STEPS}-step "
                      "schedule whose samples come closest to the model's converged result (its own ODE solved "
                      "finely) for the euler sampler, against every scheduler and ComfyUI's AYS / GITS tables.\n"
                      "Its chart: Karras grey, the best other schedule orange, VRG+ red; its text says how much "
                      "closer VRG+ is.\n"
-                     "AFTER uses its MODEL output with scheduler 'vrg' at 6 steps and euler, cfg 1 (another "
+                     f"AFTER uses its MODEL output with scheduler 'vrg' at {DEMO_STEPS} steps and euler, cfg 1 (another "
                      "sampler, step count or cfg is refused with a message). BEFORE is plain Karras from the same "
                      "seed. The search costs about 2 000 model evaluations once; it is cached in models/vrg/."),
         ("model", "VRGDemoModel", {"model": "eps"}),
         ("digit", "VRGDemoConditioning", {"digit": "7"}),
         ("empty", "EmptyLatentImage", {"width": 128, "height": 128, "batch_size": 8}),
-        *search_branches("model", "empty", cond, "euler", "karras", 6, 1.0, batch_size=16, decode=demo_decode,
+        *search_branches("model", "empty", cond, "euler", "karras", DEMO_STEPS, 1.0, batch_size=16, decode=demo_decode,
                          prefix="vrg_plus"),
     ]
 
@@ -169,7 +172,7 @@ def compare_demo() -> list:
                      "ODE solved with DPM++2M in 100 steps). Its text: each schedule's distance with a 90 % interval, "
                      "and how much closer the best one is.\n"
                      "Here VRG+ (the search of the first template, same settings: cached once run) against plain "
-                     "Karras at 6 steps. The noises' seed is 1, not the search's 0, so VRG+ is judged on noises it "
+                     f"Karras at {DEMO_STEPS} steps. The noises' seed is 1, not the search's 0, so VRG+ is judged on noises it "
                      "was not fitted to.\n"
                      "The preview shows, per noise, the converged sample, then VRG+, then Karras. About 1 800 model "
                      "evaluations (seconds on a CPU). Connect up to 6 schedules, of any step counts."),
@@ -177,10 +180,10 @@ def compare_demo() -> list:
         ("digit", "VRGDemoConditioning", {"digit": "7"}),
         ("empty", "EmptyLatentImage", {"width": 128, "height": 128, "batch_size": 1}),
         ("search", "VRGSearchSchedule", {"model": link("model"), "latent": link("empty"), "sampler_name": "euler",
-                                         "scheduler": "karras", "steps": 6, "seed": 0, "evaluations": 2000,
+                                         "scheduler": "karras", "steps": DEMO_STEPS, "seed": 0, "evaluations": 2000,
                                          "batch_size": 16, "cfg": 1.0, "use_cache": True, "table": "none",
                                          "variance_weight": 0.0, "positive": digit, "negative": digit}),
-        ("karras", "BasicScheduler", {"model": link("model"), "scheduler": "karras", "steps": 6, "denoise": 1.0}),
+        ("karras", "BasicScheduler", {"model": link("model"), "scheduler": "karras", "steps": DEMO_STEPS, "denoise": 1.0}),
         ("compare", "VRGCompareSchedules", {"model": link("model"), "latent": link("empty"), "sampler_name": "euler",
                                             "sigmas_1": link("search"), "label_1": "VRG+", "sigmas_2": link("karras"),
                                             "label_2": "karras", **{f"label_{k}": "" for k in range(3, 7)},
@@ -216,12 +219,12 @@ WORKFLOWS = {
     CHECKPOINT_TEMPLATES["flux"]: flux_template(),
 }
 LABELS = {
-    SEARCH_DEMO: search_labels("Karras", 6),
+    SEARCH_DEMO: search_labels("Karras", DEMO_STEPS),
     TABLE_DEMO: {"karras": ("BEFORE: KSampler, plain Karras", *BEFORE),
                  "save_karras": ("BEFORE: plain Karras, 10 steps", *BEFORE),
                  "sample": ("AFTER: SamplerCustom, VRG-optimised Karras", *AFTER),
                  "save": ("AFTER: VRG, 10 steps", *AFTER)},
-    COMPARE_DEMO: {"karras": ("Karras, 6 steps", *BEFORE), "search": ("VRG+, 6 steps", *AFTER)},
+    COMPARE_DEMO: {"karras": (f"Karras, {DEMO_STEPS} steps", *BEFORE), "search": (f"VRG+, {DEMO_STEPS} steps", *AFTER)},
     CHECKPOINT_TEMPLATES["sd15"]: search_labels("karras", 10),
     CHECKPOINT_TEMPLATES["sdxl"]: search_labels("karras", 10),
     CHECKPOINT_TEMPLATES["flux"]: search_labels("simple", 10),

@@ -24,6 +24,9 @@ FILE = "vrg_search_cache.json"
 FORMAT = "vrg-search-cache"
 VERSION = 1
 MAX_BYTES = 16 * 1024 * 1024
+NAMED_CHANGES = {"seed": "seed", "evaluations": "evaluations", "cfg": "cfg", "prompts": "number of prompts",
+                 "sampler": "sampler", "variance_weight": "variance weight", "table": "error table",
+                 "method": "search version"}  # a setting -> how the node names it
 
 
 def cache_settings(method: int, base_sigmas, candidates: dict[str, np.ndarray], sampler: str, model_fingerprint: str,
@@ -86,6 +89,20 @@ class SearchCache:
             self.warnings.append(f"{e}; it is searched again")
             return None
         return result
+
+    def changed(self, settings: dict) -> str | None:
+        """Why no stored search serves `settings`, when one setting explains it: how `NAMED_CHANGES` names the only
+        setting in which a stored search differs ("seed" when only the seed changed); None when a stored search
+        has these very settings, or none differs in one named setting alone."""
+        reasons = []
+        for record in self._read()["searches"].values():
+            stored = record.get("settings") if isinstance(record, dict) else None
+            if isinstance(stored, dict) and stored.keys() == settings.keys():
+                differ = [k for k in settings if stored[k] != settings[k]]
+                if not differ:
+                    return None
+                reasons += [NAMED_CHANGES[differ[0]]] if len(differ) == 1 and differ[0] in NAMED_CHANGES else []
+        return reasons[0] if reasons else None
 
     def store(self, result: SearchResult, settings: dict) -> None:
         """Add `result` (made with `settings`); the file is replaced atomically."""
