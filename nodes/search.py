@@ -84,7 +84,9 @@ def guided_run(model, positive, negative, cfg: float, request: SearchRequest, ot
 def verdict_ui(result: SearchResult) -> dict:
     """The verdict for the frontend: the gain of the best searched schedule over the best other, and its interval."""
     v = result.verdict
-    return {"held_out_gain": [v.gain, v.low, v.high], "held_out_noises": [v.noises], "kept": [v.kept]}
+    margin = {} if v.margin is None else {"rival_margin": [v.margin.other, v.margin.gain, v.margin.low,
+                                                           v.margin.high, v.margin.noises]}
+    return {"held_out_gain": [v.gain, v.low, v.high], "held_out_noises": [v.noises], "kept": [v.kept], **margin}
 
 
 class VRGSearchSchedule(io.ComfyNode):

@@ -233,7 +233,9 @@ def test_linearised_error_is_exact_for_a_linear_model():
     for sampler, path in [("euler", [0, 4, 11, 20, 29]), ("dpmpp_2m", [0, 2, 9, 17, 25, 28])]:
         sigmas = np.append(grid[path], 0.0)
         sampler = as_sampler(sampler)
-        error, rows = check(denoise, teacher, sigmas, sampler, teacher.start, 4, lambda count: None)
+        errors, rows = check(denoise, teacher, sigmas, sampler, teacher.start, 4, lambda count: None)
+        error = float(errors.mean())
+        assert errors.shape == (6,)  # one per noise
         assert rows.shape == (len(path) - 1, 4)  # one row per step after the first, from the first batch
         assert np.allclose(rows[:, 1] / rows[:, 2], c[path[1:]], rtol=1e-4)
         assert linearised_error(sigmas, teacher, sampler, c) == pytest.approx(error, rel=1e-4)
@@ -389,6 +391,21 @@ def test_the_out_of_sample_verdict_keeps_a_searched_schedule_only_when_clearly_c
     assert noisy.kept == "ays_sd1" and noisy.low < 0 < noisy.high
     assert "ays_sd1 is as close as anything found" in noisy.sentence() and "8 noises" in noisy.sentence()
     assert judge("dp@0.5", "karras", rival, rival).kept == "karras"  # level: the fixed schedule stays
+
+
+def test_the_verdict_says_when_the_next_fixed_schedule_was_level_with_the_kept_one():
+    from vrg_core.search.selection import Verdict, judge, margin
+
+    rival = np.array([1.0, 2.0, 1.5, 0.8, 1.2, 2.5, 1.1, 0.9, 1.3, 1.0])
+    noisy = rival * np.array([0.6, 1.5, 0.7, 1.4, 0.8, 1.3, 0.9, 1.2, 1.1, 0.9])
+    level = judge("dp@0.5", "ddim_uniform", noisy, rival, margin("ddim_uniform", "ays_sd1", rival, noisy * 0.95))
+    assert level.margin.level() and level.kept == "ddim_uniform"
+    assert level.sentence().startswith("ddim_uniform and ays_sd1 are level for this model (ddim_uniform +3 % "
+                                       "closer, 90% interval ")
+    clear = judge("dp@0.5", "ays_sd1", noisy, rival, margin("ays_sd1", "karras", rival * 0.5, rival))
+    assert not clear.margin.level() and clear.sentence().startswith("ays_sd1 is as close as anything found")
+    assert Verdict.from_record(level.to_record()) == level  # as the cache stores it
+    assert Verdict.from_record({k: v for k, v in level.to_record().items() if k != "margin"}).margin is None
 
 
 def test_search_chooses_on_held_back_noises_and_records_the_verdict():

@@ -56,7 +56,7 @@ from .path import best_path, step_errors
 from .refine import linearised_error, mismatch_curve, refine, response_curve
 from .result import SEARCHED, Objective, SearchResult
 from .samplers import Sampler, as_sampler
-from .selection import judge, per_noise_distance, solve
+from .selection import judge, margin, per_noise_distance, solve
 from .survival import error_survival, propagated_variance
 from .teacher import check, run_teacher
 
@@ -264,6 +264,7 @@ class _Run:
         self.table, self.variance_weight, self.batch_size, self.budget = table, variance_weight, batch_size, budget
         self.starts: dict[float, torch.Tensor] = {}
         self.objectives: dict[str, Objective] = {}
+        self.per_noise: dict[str, np.ndarray] = {}  # each measured schedule's error per teacher noise
         self.rows: list[np.ndarray] = []
         self.screened: dict[str, float] = {}
         self.model_seconds = self.search_seconds = 0.0
@@ -305,15 +306,16 @@ class _Run:
         sigmas = pool[name]
         same = next((k for k in self.objectives if np.array_equal(pool[k], sigmas)), None)
         if same is not None:
-            self.objectives[name] = self.objectives[same]
+            self.objectives[name], self.per_noise[name] = self.objectives[same], self.per_noise[same]
             return
         states = self.starting_states(float(sigmas[0]))
         tick = time.perf_counter()
-        error, response = check(self.denoise, self.teacher, sigmas, self.sampler, states, self.batch_size,
-                                self.budget.spend)
+        errors, response = check(self.denoise, self.teacher, sigmas, self.sampler, states, self.batch_size,
+                                 self.budget.spend)
         self.model_seconds += time.perf_counter() - tick
         self.rows.append(response)
-        self.objectives[name] = Objective(error, self.variance(sigmas))
+        self.per_noise[name] = errors
+        self.objectives[name] = Objective(float(errors.mean()), self.variance(sigmas))
 
     def variance(self, sigmas: np.ndarray) -> float:
         return propagated_variance(sigmas, self.table, self.data_variance, self.variance_weight)
@@ -363,8 +365,8 @@ class _Run:
         """Stage 6 (`selection`): on the held-back noises, their converged results solved on `plan.reference` points
         (finer than the teacher's grid above 5 steps), the best measured searched schedule and the
         `plan.held_fixed` best measured fixed ones are sampled. The rival is the fixed one closest over all noises
-        (fixed schedules are not fitted, so the teacher's count too); the searched one is judged against it on
-        the held-back noises alone."""
+        (fixed schedules are not fitted, so the teacher's count too), its `Margin` over the other one measured
+        there stated; the searched one is judged against it on the held-back noises alone."""
         tick = time.perf_counter()
         fixed = {k: v for k, v in self.objectives.items() if not k.startswith(SEARCHED)}
         searched = {k: v for k, v in self.objectives.items() if k.startswith(SEARCHED)}
@@ -377,11 +379,11 @@ class _Run:
         distance = {name: per_noise_distance(solve(self.denoise, self.starting_states(float(pool[name][0]), held=True),
                                                    pool[name], self.sampler, first, batch, spend), reference)
                     for name in (best, *contenders)}
-        fit, held = self.plan.samples, self.plan.held
-        pooled = {k: (fixed[k].discretisation * fit + distance[k].sum()) / (fit + held) + fixed[k].variance
-                  for k in contenders}
-        rival = min(contenders, key=pooled.get)
-        self.verdict = judge(best, rival, distance[best], distance[rival])
+        every = {k: np.concatenate([self.per_noise[k], distance[k]]) for k in contenders}
+        rival = min(contenders, key=lambda k: every[k].mean() + fixed[k].variance)
+        others = [k for k in contenders if k != rival]
+        next_best = margin(rival, others[0], every[rival], every[others[0]]) if others else None
+        self.verdict = judge(best, rival, distance[best], distance[rival], next_best)
         self.model_seconds += time.perf_counter() - tick
 
     def result(self, pool: dict[str, np.ndarray]) -> SearchResult:

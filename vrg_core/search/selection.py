@@ -28,11 +28,28 @@ RESAMPLES = 2000  # paired bootstrap resamples for the interval (seeded: the sam
 
 
 @dataclasses.dataclass(frozen=True)
+class Margin:
+    """How much closer the rival was than `other`, the next fixed schedule sampled on the same noises (the
+    teacher's and the held-back ones): `gain` as in `Verdict`, its `INTERVAL` interval, on `noises` noises."""
+
+    other: str
+    noises: int
+    gain: float
+    low: float
+    high: float
+
+    def level(self) -> bool:
+        """Within the paired noise: the rival was picked on its mean, but `other` may be as close."""
+        return self.low <= 0
+
+
+@dataclasses.dataclass(frozen=True)
 class Verdict:
     """How the best searched schedule (`searched`) fared against the best fixed one (`rival`) on `noises`
     held-back noises: `gain` = 1 − Σ its squared distances / Σ the rival's (per dimension, to the converged
     results from the same noises), `low`–`high` its `INTERVAL` paired-bootstrap interval; `kept` — the
-    schedule returned: `searched` when `low` > 0, else `rival`."""
+    schedule returned: `searched` when `low` > 0, else `rival`. `margin`: the rival against the next fixed
+    schedule measured, when one was."""
 
     searched: str
     rival: str
@@ -40,6 +57,7 @@ class Verdict:
     gain: float
     low: float
     high: float
+    margin: Margin | None = None
 
     @property
     def kept(self) -> str:
@@ -50,18 +68,31 @@ class Verdict:
 
     @classmethod
     def from_record(cls, record: dict) -> "Verdict":
+        m = record.get("margin")
+        margin = None if m is None else Margin(str(m["other"]), int(m["noises"]), float(m["gain"]), float(m["low"]),
+                                               float(m["high"]))
         return cls(str(record["searched"]), str(record["rival"]), int(record["noises"]), float(record["gain"]),
-                   float(record["low"]), float(record["high"]))
+                   float(record["low"]), float(record["high"]), margin)
 
     def sentence(self) -> str:
-        """The figure in words: what was kept, the measured gain and its interval, on how many noises."""
+        """The figure in words: what was kept, the measured gain and its interval, on how many noises; when a
+        fixed schedule is kept and the next one measured was level with it, that too."""
         where = f"{self.noises} noises the search did not fit"
-        interval = f"{INTERVAL:.0%} interval {100 * self.low:+.0f} to {100 * self.high:+.0f} %"
         if self.kept == self.searched:
             return (f"VRG+ is {100 * self.gain:.0f} % closer to the converged result than {self.rival}, the best "
-                    f"other schedule ({interval}, on {where})")
-        return (f"{self.rival} is as close as anything found for this model; kept (the best searched schedule: "
-                f"{100 * self.gain:+.0f} % closer, {interval}, on {where})")
+                    f"other schedule ({interval(self.low, self.high)}, on {where})")
+        kept = f"{self.rival} is as close as anything found for this model; kept"
+        m = self.margin
+        if m is not None and m.level():
+            kept = (f"{self.rival} and {m.other} are level for this model ({self.rival} {100 * m.gain:+.0f} % closer, "
+                    f"{interval(m.low, m.high)}, on {m.noises} noises); {self.rival} kept")
+        return (f"{kept} (the best searched schedule: {100 * self.gain:+.0f} % closer, "
+                f"{interval(self.low, self.high)}, on {where})")
+
+
+def interval(low: float, high: float) -> str:
+    """An interval of gains in words: "90% interval -4 to +12 %"."""
+    return f"{INTERVAL:.0%} interval {100 * low:+.0f} to {100 * high:+.0f} %"
 
 
 def solve(denoise: Denoise, states: torch.Tensor, sigmas: np.ndarray, sampler: str | Sampler, first_index: int,
@@ -86,7 +117,7 @@ def resamples(count: int) -> np.ndarray:
     return np.random.default_rng(0).integers(0, count, (RESAMPLES, count))
 
 
-def interval(values: np.ndarray) -> tuple[float, float]:
+def central(values: np.ndarray) -> tuple[float, float]:
     """The central `INTERVAL` of resampled `values`."""
     tail = (1.0 - INTERVAL) / 2
     low, high = np.quantile(values, [tail, 1.0 - tail])
@@ -105,7 +136,7 @@ def gain_interval(distance: np.ndarray, rival_distance: np.ndarray) -> tuple[flo
     picks = resamples(len(rival_distance))
     ratios, errors = ratio_and_error(distance[picks], rival_distance[picks])
     usable = errors > 0  # a resample of one repeated noise has no spread
-    t_low, t_high = interval((ratios[usable] - ratio) / errors[usable]) if usable.any() else (0.0, 0.0)
+    t_low, t_high = central((ratios[usable] - ratio) / errors[usable]) if usable.any() else (0.0, 0.0)
     high = min(1.0 - ratio - t_low * error, 1.0)  # a distance is never below 0: the gain is at most 100 %
     return float(1.0 - ratio), float(min(1.0 - ratio - t_high * error, high)), float(high)
 
@@ -119,9 +150,15 @@ def ratio_and_error(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarra
 
 def mean_interval(distance: np.ndarray) -> tuple[float, float, float]:
     """(mean, low, high): the mean of per-noise `distance` and its `INTERVAL` interval (bootstrap, as `gain_interval`)."""
-    return (float(distance.mean()), *interval(distance[resamples(len(distance))].mean(axis=1)))
+    return (float(distance.mean()), *central(distance[resamples(len(distance))].mean(axis=1)))
 
 
-def judge(searched: str, rival: str, searched_distance: np.ndarray, rival_distance: np.ndarray) -> Verdict:
+def judge(searched: str, rival: str, searched_distance: np.ndarray, rival_distance: np.ndarray,
+          margin: Margin | None = None) -> Verdict:
     """The `Verdict` from paired per-noise distances (the same held-back noises, in order)."""
-    return Verdict(searched, rival, len(rival_distance), *gain_interval(searched_distance, rival_distance))
+    return Verdict(searched, rival, len(rival_distance), *gain_interval(searched_distance, rival_distance), margin)
+
+
+def margin(rival: str, other: str, rival_distance: np.ndarray, other_distance: np.ndarray) -> Margin:
+    """The rival's `Margin` over `other` from paired per-noise distances."""
+    return Margin(other, len(rival_distance), *gain_interval(rival_distance, other_distance))

@@ -81,17 +81,17 @@ def run_teacher(denoise: Denoise, start: torch.Tensor, grid: np.ndarray, batch_s
 
 
 def check(denoise: Denoise, teacher: Teacher, sigmas: np.ndarray, sampler: Sampler, start: torch.Tensor,
-          batch_size: int, spend: Spend) -> tuple[float, np.ndarray]:
+          batch_size: int, spend: Spend) -> tuple[np.ndarray, np.ndarray]:
     """Sample `sigmas` with the noise-free `sampler` from `start` (the teacher's noise, formed at `sigmas[0]`).
 
-    Returns the squared error per dimension against the teacher's final samples, and the
+    Returns each noise's squared error per dimension against its teacher's final sample ([B]), and the
     model's response along the sampler's own deviations, measured on the teacher's first batch
     (`Teacher.probe`): one row (grid position, ⟨ΔD, Δx⟩, |Δx|², |ΔD|²) per model call inside the
     grid after the first (a multi-stage sampler's calls between levels too), where Δx is the
     state's distance to the teacher's state at that σ and ΔD its prediction's
     (`refine.response_curve`, `refine.mismatch_curve`).
     """
-    G, total, rows = len(teacher.grid), 0.0, []
+    G, errors, rows = len(teacher.grid), [], []
     for n, index in enumerate(batches(len(start), batch_size)):
         count, calls = len(index), []
 
@@ -107,5 +107,5 @@ def check(denoise: Denoise, teacher: Teacher, sigmas: np.ndarray, sampler: Sampl
                     rows.append((i + f, float(dd @ dx), float(dx @ dx), float(dd @ dd)))
 
         final = sample(denoise, start[index], sigmas, sampler, index, visit)
-        total += float((final - teacher.final[index]).pow(2).sum())
-    return total / teacher.numel, np.array(rows, dtype=np.float64).reshape(-1, 4)
+        errors.append((final - teacher.final[index]).pow(2).reshape(count, -1).mean(dim=1).numpy())
+    return np.concatenate(errors), np.array(rows, dtype=np.float64).reshape(-1, 4)
