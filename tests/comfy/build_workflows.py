@@ -26,7 +26,8 @@ sys.path.insert(0, str(HERE))
 
 from cdp import Browser  # noqa: E402
 from comfy_server import http_json, running  # noqa: E402
-from workflows import COMPARE_DEMO, LABELS, SEARCH_DEMO, TABLE_DEMO, TEMPLATE_MODELS, WORKFLOWS, Link  # noqa: E402
+from workflows import (COMPARE_DEMO, LABELS, SEARCH_DEMO, TABLE_DEMO, TEMPLATE_MODELS, WORKFLOWS, Link,  # noqa: E402
+                       model_metadata)
 
 REPO = HERE.parents[1]
 OUT = REPO / "example_workflows"
@@ -37,13 +38,14 @@ BUILD_GRAPH = """
 (nodes) => {
   app.graph.clear();
   const made = {};
-  for (const [id, type, widgets, , label] of nodes) {
+  for (const [id, type, widgets, , label, models] of nodes) {
     const node = LiteGraph.createNode(type);
     if (!node) throw new Error(`unknown node type ${type}`);
     node.id = id;
     app.graph.add(node);
     if (label) [node.title, node.color, node.bgcolor] = label;
     if (type === "Note") node.size = [460, 240];
+    if (models.length) node.properties.models = models;
     for (const [name, value] of Object.entries(widgets)) {
       const widget = node.widgets?.find((w) => w.name === name);
       if (!widget) throw new Error(`${type} has no widget ${name}`);
@@ -66,11 +68,12 @@ ARRANGE = "(() => { app.graph.arrange(60); app.canvas.setDirty(true, true); retu
 
 
 def graph_spec(nodes: list, labels: dict) -> list:
-    """[[id, class_type, widget values, [[input, source id, slot]], [title, colour, bgcolour] or None]] with ids from 1
-    in list order."""
+    """[[id, class_type, widget values, [[input, source id, slot]], [title, colour, bgcolour] or None, models]] with
+    ids from 1 in list order; models: the node's `model_metadata`."""
     ids = {key: i for i, (key, _, _) in enumerate(nodes, 1)}
     return [[ids[key], class_type, {n: v for n, v in inputs.items() if not isinstance(v, Link)},
-             [[n, ids[v.node], v.slot] for n, v in inputs.items() if isinstance(v, Link)], labels.get(key)]
+             [[n, ids[v.node], v.slot] for n, v in inputs.items() if isinstance(v, Link)], labels.get(key),
+             model_metadata(class_type, inputs)]
             for key, class_type, inputs in nodes]
 
 

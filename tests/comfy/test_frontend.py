@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from comfy_server import PACK, http_json
-from workflows import NODE_IDS, SEARCH_DEMO, TABLE_DEMO, WORKFLOWS, api_prompt
+from workflows import (CHECKPOINT_TEMPLATES, NODE_IDS, SEARCH_DEMO, TABLE_DEMO, TEMPLATE_DOWNLOADS, TEMPLATE_MODELS,
+                       WORKFLOWS, api_prompt)
 
 APP_READY = "window.app && window.app.graph && window.LiteGraph && window.app.canvas"
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
@@ -162,3 +163,46 @@ def test_vrg_nodes_draw_their_results_as_a_chart_after_a_run(server, template_fi
 
     errors = asyncio.run(session())
     assert errors == [], "JavaScript errors:\n" + "\n".join(errors)
+
+
+MISSING_MODELS_DIALOG = """
+(async (name) => {
+  const workflow = await (await fetch(`/api/workflow_templates/%s/${name}.json`)).json();
+  await app.loadGraphData(workflow);
+  for (let i = 0; i < 40; i++) {
+    const dialog = [...document.querySelectorAll(".p-dialog")].find((d) => d.innerText.includes("checkpoints /"));
+    if (dialog) return dialog.innerText;
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  return null;
+})
+""" % PACK
+
+
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium")
+def test_checkpoint_templates_offer_their_model_downloads(server, template_files):
+    """Each checkpoint template names where its file is published; without the file, the frontend's missing-model
+    dialog offers it (with the file present, as the other tests have it, nothing is shown)."""
+    from cdp import Browser
+
+    for family, name in CHECKPOINT_TEMPLATES.items():
+        nodes = json.loads((TEMPLATES / f"{name}.json").read_text())["nodes"]
+        loader = next(n for n in nodes if n["type"] == "CheckpointLoaderSimple")
+        file = TEMPLATE_MODELS[family]
+        assert loader["properties"]["models"] == [{"name": file, "url": TEMPLATE_DOWNLOADS[file],
+                                                   "directory": "checkpoints"}]
+        assert TEMPLATE_DOWNLOADS[file].startswith("https://huggingface.co/") and file in loader["widgets_values"]
+
+    stand_in = server.base / "models" / "checkpoints" / TEMPLATE_MODELS["sd15"]
+    aside = stand_in.with_name("aside.bin")
+    stand_in.rename(aside)
+    try:
+        async def session():
+            async with Browser(str(CHROMIUM)) as browser:
+                await browser.goto(server.url, APP_READY)
+                return await browser.evaluate(f"({MISSING_MODELS_DIALOG})({json.dumps(CHECKPOINT_TEMPLATES['sd15'])})")
+
+        shown = asyncio.run(session())
+    finally:
+        aside.rename(stand_in)
+    assert shown is not None and f"checkpoints / {TEMPLATE_MODELS['sd15']}" in shown, shown

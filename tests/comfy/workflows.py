@@ -27,6 +27,21 @@ NODE_IDS = {
 DEMO_TABLE = "demo_eps_digit3_cfg2"
 TEMPLATE_MODELS = {"sd15": "v1-5-pruned-emaonly.safetensors", "sdxl": "sd_xl_base_1.0.safetensors",
                    "flux": "flux1-dev-fp8.safetensors"}
+# Where each file is published: the frontend's missing-model dialog offers the download (directory: the models
+# folder it goes to), from the loader node's `properties.models`.
+TEMPLATE_DOWNLOADS = {
+    "v1-5-pruned-emaonly.safetensors":
+        "https://huggingface.co/stable-diffusion-v1-5/stable-diffusion-v1-5/resolve/main/v1-5-pruned-emaonly.safetensors",
+    "sd_xl_base_1.0.safetensors":
+        "https://huggingface.co/stabilityai/stable-diffusion-xl-base-1.0/resolve/main/sd_xl_base_1.0.safetensors",
+    "flux1-dev-fp8.safetensors": "https://huggingface.co/Comfy-Org/flux1-dev/resolve/main/flux1-dev-fp8.safetensors",
+}
+
+
+def model_metadata(class_type: str, inputs: dict) -> list[dict]:
+    """The frontend's `properties.models` of a node: each template model file it loads, with where to get it."""
+    name = inputs.get("ckpt_name") if class_type == "CheckpointLoaderSimple" else None
+    return [{"name": name, "url": TEMPLATE_DOWNLOADS[name], "directory": "checkpoints"}] if name else []
 
 
 def note(key: str, text: str) -> tuple:
