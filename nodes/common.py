@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 import comfy.model_management
-from comfy_api.v0_0_2 import io, ui
+from comfy_api.v0_0_2 import io
 
 from ..vrg_core.errors import VRGError
 from ..vrg_core.optimize import START_MODES, OptimizeResult
@@ -39,12 +39,13 @@ def png_to_image(png: bytes) -> torch.Tensor:
     return torch.from_numpy(np.asarray(rgb, dtype=np.float32) / 255.0)[None]
 
 
-def report(cls: type[io.ComfyNode], text: str, warnings: list[str] = (), image: torch.Tensor | None = None,
-           **data: list) -> dict:
-    """Show `text` and `warnings` on the running node and in the log; the node's `ui` dict.
+def report(cls: type[io.ComfyNode], text: str, warnings: list[str] = (), panel: bool = False, **data: list) -> dict:
+    """Log `text` and `warnings`; the node's `ui` dict (`text`: its lines, and any `data` lists), also in the
+    prompt's history for API clients.
 
-    The text appears on the node in ComfyUI's frontend (its progress-text line) and, with
-    `image` as a preview and any `data` lists, in the prompt's history for API clients.
+    `panel`: the node shows its text and a chart of `data` in its own panel (web/vrg_chart.js), so no image is
+    previewed on it (its plot stays an IMAGE output) and no progress text is sent; otherwise the text appears
+    as the frontend's progress text on the node.
     """
     lines = [text] + [f"WARNING: {w}" for w in warnings]
     for w in warnings:
@@ -52,14 +53,11 @@ def report(cls: type[io.ComfyNode], text: str, warnings: list[str] = (), image: 
     for line in text.splitlines():
         logging.info("[VRG] %s", line)
     node_id = cls.hidden.unique_id if cls.hidden is not None else None
-    if node_id is not None:
+    if node_id is not None and not panel:
         from server import PromptServer
 
         PromptServer.instance.send_progress_text("\n".join(lines), node_id)
-    out = {"text": lines, **data}
-    if image is not None:
-        out.update(ui.PreviewImage(image, cls=cls).as_dict())
-    return out
+    return {"text": lines, **data}
 
 
 def sampling_model_input() -> io.Model.Input:
@@ -89,6 +87,6 @@ def result_report(cls, result: OptimizeResult, table, warnings: list[str] = (), 
     text = (f"{head}{len(result.sigmas) - 1} steps: VRG's error measure (CPE, a proxy, not image quality) "
             f"{result.cpe_before:.4g} -> {result.cpe_after:.4g} ({100 * result.improvement:+.1f} %); gamma "
             f"{result.gamma:g}{' (auto)' if gamma_auto else ''}, start {result.start}, {result.status}")
-    ui = report(cls, text, warnings, plot, base_sigmas=result.base_sigmas.tolist(), sigmas=result.sigmas.tolist(),
-                cpe=[result.cpe_before, result.cpe_after])
+    ui = report(cls, text, warnings, panel=True, base_sigmas=result.base_sigmas.tolist(),
+                sigmas=result.sigmas.tolist(), cpe=[result.cpe_before, result.cpe_after])
     return torch.tensor(result.sigmas, dtype=torch.float32), plot, ui

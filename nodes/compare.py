@@ -119,7 +119,7 @@ class VRGCompareSchedules(io.ComfyNode):
         first = max(schedules.values(), key=lambda s: float(s[0]))
         result = run_guided(model, positive, negative, cfg, batch, torch.as_tensor(first).float(), seed, inside)
         text = "\n".join(result.lines())
-        ui = report(cls, text, **comparison_ui(result))
+        ui = report(cls, text, panel=True, **comparison_ui(result))
         samples = model.model.process_latent_out(side_by_side(result))
         return io.NodeOutput({"samples": samples}, text, ui=ui)
 

@@ -51,7 +51,7 @@ class VRGOptimizeSigmas(io.ComfyNode):
         if len(sigmas) < 2:  # denoise 0: no step to move; ComfyUI's samplers return such a latent unchanged
             text = f"{len(sigmas)} sigma(s), no step to optimise (denoise 0?): passed through unchanged"
             plot = png_to_image(error_curve_png(table))
-            return io.NodeOutput(sigmas, plot, ui=report(cls, text, warnings, plot, sigmas=sigmas.tolist()))
+            return io.NodeOutput(sigmas, plot, ui=report(cls, text, warnings, panel=True, sigmas=sigmas.tolist()))
         result = optimize_sigmas(sigmas, table, gamma=gamma or "auto", start=start, method=method,
                                  interp=interpolation, should_stop=stop_if_cancelled)
         optimised, plot, ui = result_report(cls, result, table, warnings, gamma_auto=not gamma)

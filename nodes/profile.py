@@ -118,7 +118,7 @@ class VRGProfile(io.ComfyNode):
                      + ("; raise samples_per_level to lower it" if est.high > 0.005 else ""))
         except VRGError as e:
             text += f"\nschedule regret: not estimated ({e})"
-        return io.NodeOutput(table, plot, ui=report(cls, text, image=plot, table_sigmas=table.sigmas.tolist(),
+        return io.NodeOutput(table, plot, ui=report(cls, text, panel=True, table_sigmas=table.sigmas.tolist(),
                                                     table_error=table.mean_mse.tolist()))
 
 

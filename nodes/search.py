@@ -185,7 +185,7 @@ class VRGSearchSchedule(io.ComfyNode):
             warnings.append(f"schedulers left out (they failed on this model): {', '.join(failed)}")
         plot = png_to_image(search_png(result))
         others = {} if rival == "base" else {"rival": [rival], "rival_sigmas": result.candidates[rival].tolist()}
-        ui = report(cls, text, warnings, plot, sigmas=result.sigmas.tolist(), chosen=[result.chosen],
+        ui = report(cls, text, warnings, panel=True, sigmas=result.sigmas.tolist(), chosen=[result.chosen],
                     base_sigmas=result.candidates["base"].tolist(), **others,
                     candidates=sorted(result.candidates),
                     evaluations=[0 if cached else result.evaluations], **verdict_ui(result))

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from comfy_server import PACK, http_json
-from workflows import (CHECKPOINT_TEMPLATES, NODE_IDS, SEARCH_DEMO, TABLE_DEMO, TEMPLATE_DOWNLOADS, TEMPLATE_MODELS,
+from workflows import (CHECKPOINT_TEMPLATES, COMPARE_DEMO, NODE_IDS, SEARCH_DEMO, TABLE_DEMO, TEMPLATE_DOWNLOADS, TEMPLATE_MODELS,
                        WORKFLOWS, api_prompt)
 
 APP_READY = "window.app && window.app.graph && window.LiteGraph && window.app.canvas"
@@ -116,11 +116,24 @@ CHARTS = """
     app.canvas.setDirty(true, true);
     await frame();
     const chart = n.widgets.find((w) => w.name === "vrg_chart").element;
-    const box = chart.getBoundingClientRect();
+    const box = chart.querySelector(".vrg-chart-plot").getBoundingClientRect();
+    const text = chart.querySelector(".vrg-text");
+    const shown = text.getBoundingClientRect();
+    const head = document.createRange();  // the text's first 160 characters (its first sentence, at least)
+    if (text.firstChild) {
+      head.setStart(text.firstChild, 0);
+      head.setEnd(text.firstChild, Math.min(160, text.firstChild.length));
+    }
+    const first = head.getBoundingClientRect();
     out.push({type: n.type, series: chart.querySelectorAll("polyline.vrg-series").length,
               colours: [...chart.querySelectorAll("polyline.vrg-series")].map((p) => p.getAttribute("stroke")),
-              hover: [...chart.querySelectorAll("circle.vrg-point > title")].map((t) => t.textContent),
-              width: box.width, height: box.height, size: [...n.size]});
+              hover: [...chart.querySelectorAll("circle.vrg-point > title, rect.vrg-bar > title")].map((t) => t.textContent),
+              bars: [...chart.querySelectorAll("rect.vrg-bar")].map((r) => r.getAttribute("fill")),
+              width: box.width, height: box.height, size: [...n.size], text: text.textContent,
+              note: chart.querySelector("text.vrg-note")?.textContent ?? null,
+              head_visible: first.height > 0 && first.top >= shown.top - 1 && first.bottom <= shown.bottom + 1,
+              text_below_chart: shown.top >= box.bottom - 1, previews: (n.imgs ?? []).length,
+              progress_text: (n.widgets ?? []).some((w) => w.name === "$$node-text-preview")});
   }
   return out;
 })()
@@ -129,14 +142,19 @@ CHARTS = """
 
 @pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium")
 def test_vrg_nodes_draw_their_results_as_a_chart_after_a_run(server, template_files):
-    """web/vrg_chart.js: after running each CPU template in the browser, its VRG nodes show a vector chart
-    (values on hover, one colour per thing) in the room they had before the run (no node grows over its
-    neighbours); no JavaScript errors; a screenshot of each."""
+    """web/vrg_chart.js: after each of two runs of each CPU template in the browser, its VRG nodes show one
+    panel — a vector chart (values on hover, one colour per thing) and below it the node's whole text, its
+    first sentence visible without scrolling — in the room they had before the run (no node grows over its
+    neighbours), with no image preview or progress text drawn over it; no JavaScript errors; a screenshot of
+    each after the second run."""
     from cdp import Browser
 
     expected = {TABLE_DEMO: {"VRGProfile": ["#2ca02c"], "VRGOptimizeSigmas": ["#787878", "#1f77b4"]},
                 # base, the best other schedule (the best fixed ones are always sampled: here not the base), VRG+
-                SEARCH_DEMO: {"VRGSearchSchedule": ["#787878", "#ff7f0e", "#d62728"]}}
+                SEARCH_DEMO: {"VRGSearchSchedule": ["#787878", "#ff7f0e", "#d62728"]},
+                # the search as above; the comparison's bars: VRG+ (closest: red), Karras (grey)
+                COMPARE_DEMO: {"VRGSearchSchedule": ["#787878", "#ff7f0e", "#d62728"],
+                               "VRGCompareSchedules": ["#d62728", "#787878"]}}
 
     async def session():
         async with Browser(str(CHROMIUM), width=1600, height=1000) as browser:
@@ -144,18 +162,34 @@ def test_vrg_nodes_draw_their_results_as_a_chart_after_a_run(server, template_fi
             for name, charts in expected.items():
                 sizes = await browser.evaluate(f"({RUN_TEMPLATE})({json.dumps(name)})")
                 assert set(sizes) >= set(charts), f"{name}: room for a chart on {sorted(sizes)} only"
-                drawn = {}
-                for _ in range(600):  # the run, then the chart
-                    await asyncio.sleep(0.5)
-                    drawn = {c["type"]: c for c in await browser.evaluate(CHARTS) if c["series"]}
-                    if set(drawn) >= set(charts):
-                        break
-                assert set(drawn) >= set(charts), f"{name}: charts on {sorted(drawn)} only"
-                for node_type, colours in charts.items():
-                    chart = drawn[node_type]
-                    assert chart["size"] == sizes[node_type], f"{node_type} grew in the run"
-                    assert chart["colours"] == colours and chart["width"] > 100 and chart["height"] > 100, chart
-                    assert chart["hover"] and all(": " in t for t in chart["hover"]), chart["hover"][:3]
+                for run in (1, 2):
+                    if run == 2:  # the same graph again, in the same tab: ComfyUI serves it from its cache
+                        done = len(http_json(f"{server.url}/history"))
+                        await browser.evaluate("app.queuePrompt(0, 1)")
+                        for _ in range(600):
+                            await asyncio.sleep(0.5)
+                            if len(http_json(f"{server.url}/history")) > done and \
+                                    not http_json(f"{server.url}/queue")["queue_running"]:
+                                break
+                        await asyncio.sleep(2)
+                    drawn = {}
+                    for _ in range(600):  # the run, then the panel
+                        await asyncio.sleep(0.5)
+                        drawn = {c["type"]: c for c in await browser.evaluate(CHARTS)
+                                 if (c["series"] or c["bars"]) and c["text"]}
+                        if set(drawn) >= set(charts):
+                            break
+                    assert set(drawn) >= set(charts), f"{name}, run {run}: panels on {sorted(drawn)} only"
+                    for node_type, colours in charts.items():
+                        chart = drawn[node_type]
+                        assert chart["size"] == sizes[node_type], f"{node_type} grew in run {run}"
+                        drawn_colours = chart["bars"] if node_type == "VRGCompareSchedules" else chart["colours"]
+                        assert drawn_colours == colours and chart["width"] > 100 and chart["height"] > 100, chart
+                        assert chart["hover"] and all(": " in t for t in chart["hover"]), chart["hover"][:3]
+                        assert chart["head_visible"] and chart["text_below_chart"], (run, chart["text"])
+                        assert chart["previews"] == 0 and not chart["progress_text"], chart
+                        if node_type == "VRGSearchSchedule":  # the out-of-sample figure, labelled in the chart
+                            assert chart["note"].startswith("searched ") and "held-back noises" in chart["note"]
                 await asyncio.sleep(1)
                 ARTIFACTS.mkdir(exist_ok=True)
                 print(f"\nchart screenshot: {await browser.screenshot(ARTIFACTS / f'chart_{name}.png')}")
