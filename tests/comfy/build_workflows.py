@@ -84,7 +84,7 @@ SNAPSHOT = """
   const right = Math.max(...nodes.map((n) => n.pos[0] + n.size[0]));
   const bottom = Math.max(...nodes.map((n) => n.pos[1] + n.size[1]));
   app.canvas.show_info = false;
-  app.canvas.low_quality_zoom_threshold = 0.2;
+  app.canvas.min_font_size_for_lod = 0;  // full detail at the thumbnail's zoom
   app.canvas.ds.fitToBounds([left - 20, top - 20, right - left + 40, bottom - top + 40]);
   app.canvas.setDirty(true, true);
   app.canvas.draw(true, true);

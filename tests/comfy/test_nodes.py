@@ -82,7 +82,7 @@ def test_profile_runs_through_the_host_sampling_path(run, name):
     ms = model.get_model_object("model_sampling")
     assert table.sigma_max == pytest.approx(float(ms.sigma_max)) and table.count.sum() == 48
     assert len(sigmas_seen) == 3 and all(len(torch.unique(s)) > 1 for s in sigmas_seen)
-    assert out[1].shape[-1] == 3 and out.ui["images"] and "12 levels" in out.ui["text"][0]
+    assert out[1].shape[-1] == 3 and "images" not in out.ui and "12 levels" in out.ui["text"][0]  # plot: an output
     assert "schedule regret (estimate from the standard errors" in out.ui["text"][0]
     again = run("VRGProfile", **inputs)[0]
     assert np.array_equal(again.sum_mse, table.sum_mse)
@@ -137,7 +137,7 @@ def test_optimize_keeps_ends_and_lowers_cpe_for_any_scheduler(run, demo):
         assert sigmas.dtype == torch.float32 and len(sigmas) == len(base)
         assert sigmas[0] == base[0] and sigmas[-1] == base[-1] and not torch.equal(sigmas, base)
         assert out.ui["cpe"][1] < out.ui["cpe"][0] and "CPE" in out.ui["text"][0]
-        assert out.ui["images"] and out[1].shape[0] == 1
+        assert "images" not in out.ui and out[1].shape[0] == 1  # the plot is an output, not previewed on the node
 
 
 def test_optimize_handles_denoise_below_one_and_schedules_not_ending_at_zero(run, demo):
@@ -277,3 +277,16 @@ def test_bundle_schedules_match_the_host(comfy):
                 assert cumulative_error(np.array(stored["base"]), table, interp).total == pytest.approx(stored["cpe_before"], rel=1e-9)
                 again = optimize_sigmas(np.array(stored["base"]), table, **entry["optimizer"])
                 assert again.cpe_after == pytest.approx(stored["cpe_after"], rel=BUNDLE_CPE_REL), f"{name} {scheduler} {steps}"
+
+
+def test_latent_distance_is_per_image_and_refuses_latents_of_another_shape(run):
+    from vrg_pack.vrg_core.errors import VRGError
+
+    converged = torch.zeros(3, 4, 8, 8)
+    samples = converged + torch.tensor([0.0, 1.0, 2.0]).view(3, 1, 1, 1)
+    out = run("VRGLatentDistance", samples={"samples": samples}, converged={"samples": converged}, label="AFTER")
+    assert out.ui["distance"] == [0.0, 1.0, 4.0]  # mean squared per dimension, image by image
+    assert out.ui["text"][0].startswith("AFTER: 1.667 from the converged samples (90% interval ")
+    assert out.ui["text"][0].endswith("per image: 0, 1, 4")
+    with pytest.raises(VRGError, match=r"samples \(2, 4, 8, 8\) and converged \(3, 4, 8, 8\) differ in shape: connect"):
+        run("VRGLatentDistance", samples={"samples": samples[:2]}, converged={"samples": converged}, label="")

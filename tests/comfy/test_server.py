@@ -44,8 +44,8 @@ def test_demo_workflow_end_to_end(server):
     optimized = outputs[ids["optimize"]]
     base, sigmas = optimized["base_sigmas"], optimized["sigmas"]
     assert sigmas != base and sigmas[0] == base[0] and sigmas[-1] == base[-1] == 0
-    assert optimized["cpe"][1] < optimized["cpe"][0] and optimized["images"]  # the plot preview
-    assert outputs[ids["profile"]]["images"]
+    assert optimized["cpe"][1] < optimized["cpe"][0] and optimized["text"]
+    assert "images" not in optimized and "images" not in outputs[ids["profile"]]  # their panels, no plot preview
     pixels = []
     for save in ("save", "save_karras"):  # AFTER (VRG) and BEFORE (plain Karras), from the same seed
         images = outputs[ids[save]]["images"]
@@ -94,11 +94,14 @@ def test_search_demo_workflow_end_to_end_and_cached_on_the_second_run(server):
     print(f"\nVRG+ search workflow over HTTP: {time.monotonic() - started:.1f} s")
     assert entry["status"]["status_str"] == "success", entry["status"]
     searched = entry["outputs"][ids["search"]]
-    assert 0 < searched["evaluations"][0] <= 2000 and searched["images"]
+    assert 0 < searched["evaluations"][0] <= 2000 and "images" not in searched
     gain, low, high = searched["held_out_gain"]  # measured on noises the search did not fit
     assert low <= gain <= high and searched["held_out_noises"][0] >= 3
-    for save in ("save", "save_before"):
+    for save in ("save", "save_before", "save_converged"):
         assert len(entry["outputs"][ids[save]]["images"]) == 8
+    for branch in ("before", "after"):  # each branch's distance to CONVERGED, per image
+        judged = entry["outputs"][ids[f"distance_{branch}"]]
+        assert len(judged["distance"]) == 8 and judged["text"][0].startswith(f"{branch.upper()}: ")
     cache = json.loads((server.base / "models" / "vrg" / "vrg_search_cache.json").read_text())
     assert [r["sigmas"] for r in cache["searches"].values()] == [searched["sigmas"]]
 

@@ -21,8 +21,8 @@ link = Link
 NODE_IDS = {
     "VRGProfile", "VRGOptimizeSigmas", "VRGSaveErrorTable", "VRGLoadErrorTable", "VRGMergeErrorTables",
     "VRGLoadSchedule", "VRGSigmasToText", "VRGSigmasFromText", "VRGErrorTableToText", "VRGErrorTableFromText",
-    "VRGLoadImageSet", "VRGApply", "VRGSearchSchedule", "VRGCompareSchedules", "VRGDemoModel", "VRGDemoConditioning", "VRGDemoImageSet",
-    "VRGDemoDecode",
+    "VRGLoadImageSet", "VRGApply", "VRGSearchSchedule", "VRGCompareSchedules", "VRGLatentDistance", "VRGDemoModel",
+    "VRGDemoConditioning", "VRGDemoImageSet", "VRGDemoDecode",
 }
 DEMO_TABLE = "demo_eps_digit3_cfg2"
 TEMPLATE_MODELS = {"sd15": "v1-5-pruned-emaonly.safetensors", "sdxl": "sd_xl_base_1.0.safetensors",
@@ -156,6 +156,23 @@ def search_branches(model: str, latent: str, cond: dict, sampler: str, scheduler
 
 
 DEMO_STEPS = 6  # the search node's default: a node added from the menu searches what the templates did
+CONVERGED_STEPS = 100  # the CONVERGED branch: the model's own fine solve, as VRG Compare Schedules takes it
+
+
+def converged_branch(model: str, latent: str, cond: dict, cfg: float, *, decode, prefix: str) -> list:
+    """CONVERGED: the same seed and latent sampled finely (DPM++2M, `CONVERGED_STEPS` Karras steps), decoded and
+    saved, and BEFORE's and AFTER's distance to it (VRG Latent Distance)."""
+    return [
+        ("converged", "KSampler", {"model": link(model), "seed": 0, "steps": CONVERGED_STEPS, "cfg": cfg,
+                                   "sampler_name": "dpmpp_2m", "scheduler": "karras", **cond,
+                                   "latent_image": link(latent), "denoise": 1.0}),
+        ("decode_converged", *decode("converged")),
+        ("save_converged", "SaveImage", {"images": link("decode_converged"), "filename_prefix": f"{prefix}_converged"}),
+        ("distance_before", "VRGLatentDistance", {"samples": link("before"), "converged": link("converged"),
+                                                  "label": "BEFORE"}),
+        ("distance_after", "VRGLatentDistance", {"samples": link("ksampler"), "converged": link("converged"),
+                                                 "label": "AFTER"}),
+    ]
 
 
 def search_demo() -> list:
@@ -169,12 +186,16 @@ def search_demo() -> list:
                      "closer VRG+ is.\n"
                      f"AFTER uses its MODEL output with scheduler 'vrg' at {DEMO_STEPS} steps and euler, cfg 1 (another "
                      "sampler, step count or cfg is refused with a message). BEFORE is plain Karras from the same "
-                     "seed. The search costs about 2 000 model evaluations once; it is cached in models/vrg/."),
+                     f"seed; CONVERGED the same noise solved finely (DPM++2M, {CONVERGED_STEPS} steps): the result "
+                     "both try to reach. The two VRG Latent Distance nodes say, per image, how far BEFORE and AFTER "
+                     "landed from it (lower is closer). The search costs about 2 000 model evaluations once; it is "
+                     "cached in models/vrg/."),
         ("model", "VRGDemoModel", {"model": "eps"}),
         ("digit", "VRGDemoConditioning", {"digit": "7"}),
         ("empty", "EmptyLatentImage", {"width": 128, "height": 128, "batch_size": 8}),
         *search_branches("model", "empty", cond, "euler", "karras", DEMO_STEPS, 1.0, batch_size=16, decode=demo_decode,
                          prefix="vrg_plus"),
+        *converged_branch("model", "empty", cond, 1.0, decode=demo_decode, prefix="vrg_plus"),
     ]
 
 
@@ -209,7 +230,7 @@ def compare_demo() -> list:
 
 
 # Titles and colours (title bar, body: the frontend's brown and blue) that label each template's two branches.
-BEFORE, AFTER = ("#332922", "#593930"), ("#223", "#335")
+BEFORE, AFTER, CONVERGED = ("#332922", "#593930"), ("#223", "#335"), ("#232", "#353")
 
 
 def search_labels(scheduler: str, steps: int) -> dict:
@@ -234,7 +255,11 @@ WORKFLOWS = {
     CHECKPOINT_TEMPLATES["flux"]: flux_template(),
 }
 LABELS = {
-    SEARCH_DEMO: search_labels("Karras", DEMO_STEPS),
+    SEARCH_DEMO: {**search_labels("Karras", DEMO_STEPS),
+                  "converged": (f"CONVERGED: KSampler, dpmpp_2m, {CONVERGED_STEPS} steps", *CONVERGED),
+                  "save_converged": ("CONVERGED: the model's own fine solve", *CONVERGED),
+                  "distance_before": ("BEFORE: distance to CONVERGED", *BEFORE),
+                  "distance_after": ("AFTER: distance to CONVERGED", *AFTER)},
     TABLE_DEMO: {"karras": ("BEFORE: KSampler, plain Karras", *BEFORE),
                  "save_karras": ("BEFORE: plain Karras, 10 steps", *BEFORE),
                  "sample": ("AFTER: SamplerCustom, VRG-optimised Karras", *AFTER),
