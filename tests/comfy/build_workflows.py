@@ -38,6 +38,7 @@ BUILD_GRAPH = """
 (nodes) => {
   app.graph.clear();
   const made = {};
+  const primitives = [];  // a Primitive has its widget once linked: set after the links
   for (const [id, type, widgets, , label, models] of nodes) {
     const node = LiteGraph.createNode(type);
     if (!node) throw new Error(`unknown node type ${type}`);
@@ -46,13 +47,17 @@ BUILD_GRAPH = """
     if (label) [node.title, node.color, node.bgcolor] = label;
     if (type === "Note") node.size = [460, 240];
     if (models.length) node.properties.models = models;
+    made[id] = node;
+    if (type === "PrimitiveNode") {
+      primitives.push([node, widgets]);
+      continue;
+    }
     for (const [name, value] of Object.entries(widgets)) {
       const widget = node.widgets?.find((w) => w.name === name);
       if (!widget) throw new Error(`${type} has no widget ${name}`);
       widget.value = value;
     }
     for (const widget of node.widgets ?? []) if (widget.name === "control_after_generate") widget.value = "fixed";
-    made[id] = node;
   }
   for (const [id, , , links] of nodes) {
     for (const [input, source, slot] of links) {
@@ -60,6 +65,12 @@ BUILD_GRAPH = """
       if (index < 0) throw new Error(`${made[id].type} has no input ${input}`);
       made[source].connect(slot, made[id], index);
     }
+  }
+  for (const [node, { value }] of primitives) {  // its widgets: the linked widget's name first, then value controls
+    if (!node.widgets?.length) throw new Error(`the Primitive ${node.id} has no widget: is it linked?`);
+    node.widgets[0].value = value;
+    for (const widget of node.widgets) if (widget.name === "control_after_generate") widget.value = "fixed";
+    node.applyToGraph?.();
   }
 }
 """

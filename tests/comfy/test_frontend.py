@@ -55,6 +55,25 @@ SEED_CONTROLS = """
 """
 
 
+SHARED_SAMPLER = """
+(async (name) => {
+  const workflow = await (await fetch(`/api/workflow_templates/%s/${name}.json`)).json();
+  await app.loadGraphData(workflow);
+  let primitive;
+  for (let i = 0; i < 40 && !primitive; i++) {  // a Primitive makes its widget once the graph is configured
+    await new Promise((r) => setTimeout(r, 100));
+    primitive = app.graph.nodes.find((n) => n.type === "PrimitiveNode" && n.widgets?.length &&
+                                            n.outputs[0].widget?.name === "sampler_name");
+  }
+  primitive.widgets[0].value = "heun";
+  primitive.widgets[0].callback?.("heun");
+  const prompt = (await app.graphToPrompt()).output;
+  return Object.values(prompt).filter((n) => "sampler_name" in n.inputs)
+    .map((n) => [n.class_type, n.inputs.sampler_name, n.inputs.steps ?? null]);
+})
+""" % PACK
+
+
 def inputs_only(prompt: dict) -> dict:
     return {node_id: {"class_type": node["class_type"], "inputs": node["inputs"]} for node_id, node in prompt.items()}
 
@@ -81,6 +100,9 @@ def test_frontend_loads_registers_nodes_and_templates(server, template_files):
             controls = await browser.evaluate(f"({SEED_CONTROLS})({json.dumps(saved)})")
             assert controls == {"fresh": {"VRGSearchSchedule": "fixed", "VRGCompareSchedules": "fixed"},
                                 "loaded": "randomize"}  # a new node's seed is fixed; a saved workflow keeps its own
+            samplers = await browser.evaluate(f"({SHARED_SAMPLER})({json.dumps(SEARCH_DEMO)})")
+            assert sorted(map(tuple, samplers)) == [("KSampler", "dpmpp_2m", 100), ("KSampler", "heun", 6),
+                                                    ("KSampler", "heun", 6), ("VRGSearchSchedule", "heun", 6)]
             for name in sorted(WORKFLOWS, key=lambda n: n == TABLE_DEMO):  # the demo last, for the screenshot
                 nodes = WORKFLOWS[name]
                 loaded = await browser.evaluate(f"({LOAD_TEMPLATE})({json.dumps(name)})")

@@ -69,7 +69,8 @@ def test_demo_workflow_end_to_end(server):
 def test_a_search_node_added_from_the_menu_has_the_cpu_templates_step_count(server):
     """The frontend builds a new node from /object_info: its steps are what the CPU templates search and sample."""
     steps = http_json(f"{server.url}/object_info/VRGSearchSchedule")["VRGSearchSchedule"]["input"]["required"]["steps"]
-    searched = {inputs["steps"] for _, kind, inputs in WORKFLOWS[SEARCH_DEMO] if kind == "VRGSearchSchedule"}
+    searched = {node["inputs"]["steps"] for node in api_prompt(WORKFLOWS[SEARCH_DEMO]).values()
+                if node["class_type"] == "VRGSearchSchedule"}
     assert steps[1]["default"] == DEMO_STEPS and searched == {DEMO_STEPS}
 
 

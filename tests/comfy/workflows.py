@@ -49,6 +49,14 @@ def note(key: str, text: str) -> tuple:
     return (key, "Note", {"text": text})
 
 
+def shared(key: str, value) -> tuple:
+    """A Primitive (frontend-only): one widget value that the nodes linked to it take, so changing it changes all."""
+    return (key, "PrimitiveNode", {"value": value})
+
+
+FRONTEND_ONLY = ("Note", "PrimitiveNode")
+
+
 def demo() -> list:
     """Demo model on a CPU: profile -> save table -> optimise Karras -> SamplerCustom, beside plain Karras."""
     cond = {"positive": link("digit"), "negative": link("no_digit")}
@@ -185,7 +193,9 @@ def search_demo() -> list:
                      "Its chart: Karras grey, the best other schedule orange, VRG+ red; its text says how much "
                      "closer VRG+ is.\n"
                      f"AFTER uses its MODEL output with scheduler 'vrg' at {DEMO_STEPS} steps and euler, cfg 1 (another "
-                     "sampler, step count or cfg is refused with a message). BEFORE is plain Karras from the same "
+                     "sampler, step count or cfg is refused with a message). The 'sampler' and 'steps' primitives feed "
+                     "the search, AFTER and BEFORE: change them there, and all three change. BEFORE is plain Karras "
+                     "from the same "
                      f"seed; CONVERGED the same noise solved finely (DPM++2M, {CONVERGED_STEPS} steps): the result "
                      "both try to reach. The two VRG Latent Distance nodes say, per image, how far BEFORE and AFTER "
                      "landed from it (lower is closer). The search costs about 2 000 model evaluations once; it is "
@@ -193,8 +203,10 @@ def search_demo() -> list:
         ("model", "VRGDemoModel", {"model": "eps"}),
         ("digit", "VRGDemoConditioning", {"digit": "7"}),
         ("empty", "EmptyLatentImage", {"width": 128, "height": 128, "batch_size": 8}),
-        *search_branches("model", "empty", cond, "euler", "karras", DEMO_STEPS, 1.0, batch_size=16, decode=demo_decode,
-                         prefix="vrg_plus"),
+        shared("sampler", "euler"),  # the search, AFTER and BEFORE: one sampler and one step count
+        shared("steps", DEMO_STEPS),
+        *search_branches("model", "empty", cond, link("sampler"), "karras", link("steps"), 1.0, batch_size=16,
+                         decode=demo_decode, prefix="vrg_plus"),
         *converged_branch("model", "empty", cond, 1.0, decode=demo_decode, prefix="vrg_plus"),
     ]
 
@@ -230,7 +242,7 @@ def compare_demo() -> list:
 
 
 # Titles and colours (title bar, body: the frontend's brown and blue) that label each template's two branches.
-BEFORE, AFTER, CONVERGED = ("#332922", "#593930"), ("#223", "#335"), ("#232", "#353")
+BEFORE, AFTER, CONVERGED, SHARED = ("#332922", "#593930"), ("#223", "#335"), ("#232", "#353"), ("#432", "#653")
 
 
 def search_labels(scheduler: str, steps: int) -> dict:
@@ -259,7 +271,9 @@ LABELS = {
                   "converged": (f"CONVERGED: KSampler, dpmpp_2m, {CONVERGED_STEPS} steps", *CONVERGED),
                   "save_converged": ("CONVERGED: the model's own fine solve", *CONVERGED),
                   "distance_before": ("BEFORE: distance to CONVERGED", *BEFORE),
-                  "distance_after": ("AFTER: distance to CONVERGED", *AFTER)},
+                  "distance_after": ("AFTER: distance to CONVERGED", *AFTER),
+                  "sampler": ("SHARED: sampler of the search, AFTER, BEFORE", *SHARED),
+                  "steps": ("SHARED: steps of the search, AFTER, BEFORE", *SHARED)},
     TABLE_DEMO: {"karras": ("BEFORE: KSampler, plain Karras", *BEFORE),
                  "save_karras": ("BEFORE: plain Karras, 10 steps", *BEFORE),
                  "sample": ("AFTER: SamplerCustom, VRG-optimised Karras", *AFTER),
@@ -272,10 +286,15 @@ LABELS = {
 
 
 def api_prompt(nodes: list) -> dict:
-    """The workflow in ComfyUI's API format (Notes are the frontend's only); node ids are positions in the list, from "1"."""
+    """The workflow in ComfyUI's API format, as the frontend sends it: Notes and Primitives are the frontend's only
+    (an input linked to a Primitive gets its value); node ids are positions in the list, from "1"."""
     ids = {key: str(i) for i, (key, _, _) in enumerate(nodes, 1)}
-    return {
-        ids[key]: {"class_type": class_type,
-                   "inputs": {name: [ids[v.node], v.slot] if isinstance(v, Link) else v for name, v in inputs.items()}}
-        for key, class_type, inputs in nodes if class_type != "Note"
-    }
+    values = {key: inputs["value"] for key, class_type, inputs in nodes if class_type == "PrimitiveNode"}
+
+    def value(v):
+        if not isinstance(v, Link):
+            return v
+        return values[v.node] if v.node in values else [ids[v.node], v.slot]
+
+    return {ids[key]: {"class_type": class_type, "inputs": {name: value(v) for name, v in inputs.items()}}
+            for key, class_type, inputs in nodes if class_type not in FRONTEND_ONLY}
