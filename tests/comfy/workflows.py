@@ -143,10 +143,11 @@ def demo_decode(latent: str) -> tuple:
     return "VRGDemoDecode", {"latent": link(latent), "scale": 8}
 
 
-def search_branches(model: str, latent: str, cond: dict, sampler: str, scheduler: str, steps: int, cfg: float, *,
-                    batch_size: int, decode, prefix: str) -> list:
+def search_branches(model: str, latent: str, cond: dict, sampler: str | Link, scheduler: str, steps: int | Link,
+                    cfg: float, *, batch_size: int, decode, prefix: str) -> list:
     """VRG Search Schedule, then AFTER (KSampler, scheduler 'vrg' on its MODEL) and BEFORE (the plain scheduler),
-    each decoded (`decode(latent key) -> (class_type, inputs)`) and saved, from the same seed."""
+    each decoded (`decode(latent key) -> (class_type, inputs)`) and saved, from the same seed; `sampler` and `steps`
+    are values, or links to `shared` Primitives that feed all three."""
     sampling = {"seed": 0, "steps": steps, "cfg": cfg, "sampler_name": sampler, **cond, "latent_image": link(latent),
                 "denoise": 1.0}
     return [
