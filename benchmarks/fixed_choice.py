@@ -54,7 +54,7 @@ def regrets(prompt: np.ndarray, population: np.ndarray, n: int, rng: np.random.G
 
 
 def run_cell(prompt_held: HeldOut, all_held: HeldOut, subject, sampler: str, steps: int) -> dict:
-    pool = {k: v for k, v in candidates(prompt_held.backend, subject, steps, sampler).items()}
+    pool = candidates(prompt_held.backend, subject, steps, sampler)
     names = sorted(pool)
     prompt = np.stack([prompt_held.distances(0, sampler, pool[k]) for k in names])
     every = np.stack([all_held.distances(0, sampler, pool[k]) for k in names])
@@ -114,8 +114,8 @@ def main(argv: list[str] | None = None) -> None:
     subject = demo_subject(a.subject)
     prompt_held = HeldOut(backend, subject, [50], a.prompt_noises, SEARCH_DIGIT)
     all_held = HeldOut(backend, subject, [51], a.all_noises)
-    cells = [run_cell(prompt_held, all_held, subject, *cell.split("/")[:1], int(cell.split("/")[1]))
-             for cell in a.cells]
+    cells = [run_cell(prompt_held, all_held, subject, sampler, int(steps))
+             for sampler, steps in (cell.split("/") for cell in a.cells)]
     results = {"command": command_line("fixed_choice", backend, argv), "backend": backend.version,
                "date": time.strftime("%Y-%m-%d"), "title": subject.title, "digit": SEARCH_DIGIT,
                "prompt_noises": a.prompt_noises, "all_noises": a.all_noises, "cells": cells,

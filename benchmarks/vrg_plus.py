@@ -43,7 +43,7 @@ from vrg_core.errors import VRGError
 from vrg_core.optimize import optimize_sigmas
 from vrg_core.search import DEFAULT_EVALUATIONS, DEFAULT_VARIANCE_WEIGHT
 from vrg_core.search.samplers import HOST_SAMPLERS
-from vrg_core.search.selection import per_noise_distance
+from vrg_core.search.teacher import per_noise_distance
 
 from .backend import load_backend
 from .common import RESULTS, command_line, log, mean_std

@@ -6,7 +6,8 @@ import torch
 from comfy_api.v0_0_2 import io
 
 from ..vrg_core.errors import VRGError
-from ..vrg_core.search.selection import INTERVAL, mean_interval, per_noise_distance
+from ..vrg_core.search.selection import INTERVAL, mean_interval
+from ..vrg_core.search.teacher import per_noise_distance
 from .common import CATEGORY, report
 
 

@@ -178,7 +178,7 @@ class VRGSearchSchedule(io.ComfyNode):
         per_image = request.steps * request.sampler.calls_per_step
         cost = "cached" if cached else (f"{result.evaluations} evaluations, the price of "
                                         f"{result.evaluations / per_image:.0f} images")
-        if changed and not cached:
+        if changed:  # no stored search had these settings, so this one was not cached
             cost = f"searched again ({changed} changed): {cost}"
         text = f"{result.verdict.sentence()} ({searched}; {cost}, {time.perf_counter() - started:.0f} s)"
         if failed:

@@ -26,7 +26,8 @@ from .profile import Denoise
 from .search.request import Start
 from .search.samplers import Sampler, as_sampler
 from .search.schedule_search import Budget
-from .search.selection import INTERVAL, gain_interval, mean_interval, per_noise_distance, solve
+from .search.selection import INTERVAL, gain_interval, mean_interval, solve
+from .search.teacher import per_noise_distance
 
 # Steps of the converged result. On the demo models 100 steps are within 1.2e-7 (EPS) and 5.4e-7 (flow) per
 # dimension of 800 steps: under 1e-4 of a 6-step Euler's distance, 0.2-1 % of a 20-step DPM++2M's.

@@ -1,6 +1,6 @@
 // VRG nodes: after a run, a vector chart of the node's results inside the node (schedules per step, a
-// table's error curve, or the compared schedules' distances as bars), drawn from the node's UI data. Readable at any zoom; each point shows its value on
-// hover. One colour per thing, as in the nodes' PNG plots (vrg_core/plot.py): base grey, VRG blue, VRG+ red,
+// table's error curve, or the compared schedules' distances as bars), drawn from the node's UI data. Readable
+// at any zoom; each point shows its value on hover. One colour per thing, as in the nodes' PNG plots (vrg_core/plot.py): base grey, VRG blue, VRG+ red,
 // the best other schedule orange, a table's error curve green.
 import { app } from "../../scripts/app.js";
 
@@ -10,8 +10,9 @@ const HEIGHT = 210;
 const PLOT = { left: 52, right: WIDTH - 10, top: 26, bottom: HEIGHT - 30 };
 const SVG = "http://www.w3.org/2000/svg";
 
-/** The chart a node's UI data asks for: {series: [{label, colour, points: [[x, y]]}], logX, xLabel, yLabel, note},
- * note: a line of measured figures, or null. */
+/** The chart a node's UI data asks for: {series: [{label, colour, points: [[x, y]]}], logX, xLabel, yLabel, note}
+ * (note: a line of measured figures, or null), or for compared schedules {bars: [{label, mean, low, high, best}],
+ * xLabel}. */
 export function chartOf(ui) {
   if (ui.labels && ui.distance) {  // VRG Compare Schedules: one bar per schedule, its interval as a whisker
     const bars = ui.labels.map((label, i) => {

@@ -56,9 +56,9 @@ from .path import best_path, step_errors
 from .refine import linearised_error, mismatch_curve, refine, response_curve
 from .result import SEARCHED, Objective, SearchResult
 from .samplers import Sampler, as_sampler
-from .selection import judge, margin, per_noise_distance, solve
+from .selection import judge, margin, solve
 from .survival import error_survival, propagated_variance
-from .teacher import check, run_teacher
+from .teacher import check, per_noise_distance, run_teacher
 
 METHOD = 9  # raised whenever the search changes, so a cached result of an older search is not reused
 MAX_STEPS = 50

@@ -107,11 +107,6 @@ def solve(denoise: Denoise, states: torch.Tensor, sigmas: np.ndarray, sampler: s
     return torch.cat(out)
 
 
-def per_noise_distance(samples: torch.Tensor, reference: torch.Tensor) -> np.ndarray:
-    """Squared distance per dimension of each sample to its reference, [B] float64."""
-    return (samples - reference).pow(2).reshape(len(samples), -1).mean(dim=1).numpy()
-
-
 def resamples(count: int) -> np.ndarray:
     """[`RESAMPLES`, count] indices of the bootstrap resamples of `count` noises (seeded: the same every run)."""
     return np.random.default_rng(0).integers(0, count, (RESAMPLES, count))

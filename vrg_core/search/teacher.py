@@ -26,6 +26,11 @@ def batches(count: int, size: int):
         yield torch.arange(lo, min(lo + size, count))
 
 
+def per_noise_distance(samples: torch.Tensor, reference: torch.Tensor) -> np.ndarray:
+    """Squared distance per dimension of each sample to its reference, [B] float64."""
+    return (samples - reference).pow(2).reshape(len(samples), -1).mean(dim=1).numpy()
+
+
 @dataclasses.dataclass(frozen=True)
 class Teacher:
     """What the search keeps of the teacher trajectories.
@@ -107,5 +112,5 @@ def check(denoise: Denoise, teacher: Teacher, sigmas: np.ndarray, sampler: Sampl
                     rows.append((i + f, float(dd @ dx), float(dx @ dx), float(dd @ dd)))
 
         final = sample(denoise, start[index], sigmas, sampler, index, visit)
-        errors.append((final - teacher.final[index]).pow(2).reshape(count, -1).mean(dim=1).numpy())
+        errors.append(per_noise_distance(final, teacher.final[index]))
     return np.concatenate(errors), np.array(rows, dtype=np.float64).reshape(-1, 4)
