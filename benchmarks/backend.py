@@ -141,7 +141,7 @@ class ComfyBackend:
 
     def search(self, name: str, digit: int, sampler: str, scheduler: str, steps: int, seed: int, evaluations: int,
                table=None, variance_weight: float = 0.0):
-        """VRG Search Schedule's own search on demo model `name` prompted with `digit`, cfg 1, no cache:
+        """The VRG+ node's own search on demo model `name` prompted with `digit`, cfg 1, no cache:
         the node's `search_request`, `guided_run` and the engine's `cached_search`, as the node calls them."""
         search = self.pack.nodes.search
         model = self.model(name)

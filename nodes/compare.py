@@ -80,7 +80,7 @@ class VRGCompareSchedules(io.ComfyNode):
                              tooltip="Noises every schedule is sampled from; more give a narrower interval."),
                 io.Int.Input("seed", default=1, min=0, max=0xFFFFFFFFFFFFFFFF,
                              tooltip="Seed of the noises, drawn as the KSampler draws a batch. Use another seed than "
-                                     "a VRG Search Schedule you compare, so its schedule is judged on noises it "
+                                     "a VRG+ node you compare, so its schedule is judged on noises it "
                                      "was not fitted to."),
                 io.Int.Input("batch_size", default=4, min=1, max=256, tooltip="Samples per model call."),
                 io.Float.Input("cfg", default=1.0, min=0.0, max=100.0, step=0.1, round=0.01,

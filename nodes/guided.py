@@ -1,6 +1,6 @@
 """Engine work inside ComfyUI's CFGGuider.sample, so patches, LoRAs, ControlNets and CFG apply as when sampling.
 
-VRG Profile and VRG Search Schedule both run this way: a custom KSAMPLER receives the wrapped
+VRG Profile and the VRG+ node both run this way: a custom KSAMPLER receives the wrapped
 model and hands the engine a plain call `model(x, σ) -> D` (CPU float32 in and out).
 """
 

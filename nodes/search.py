@@ -1,4 +1,4 @@
-"""VRG Search Schedule (VRG+): the schedule whose samples come closest to the model's converged ones."""
+"""VRG+ (VRGSearchSchedule): the schedule whose samples come closest to the model's converged ones."""
 
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ NO_TABLE = "none"
 def search_request(model, latent_shape: tuple[int, ...], sampler_name: str, scheduler: str, steps: int, seed: int,
                    evaluations: int, batch_size: int, cfg: float, table=None,
                    variance_weight: float = DEFAULT_VARIANCE_WEIGHT, prompts: int = 1) -> tuple[SearchRequest, list[str]]:
-    """The search VRG Search Schedule asks for on `model` (a ModelPatcher), from what the host offers at `steps`;
+    """The search the VRG+ node asks for on `model` (a ModelPatcher), from what the host offers at `steps`;
     and a note per candidate scheduler that failed on this model. `latent_shape` — one latent [C, H, W, …];
     `prompts` — 2 when a second prompt alternates with the first (`guided_run`)."""
     ms = model.get_model_object("model_sampling")
@@ -94,9 +94,11 @@ class VRGSearchSchedule(io.ComfyNode):
     def define_schema(cls) -> io.Schema:
         return io.Schema(
             node_id="VRGSearchSchedule",
-            display_name="VRG Search Schedule (VRG+)",
+            # "VRG+", not "VRG Search Schedule": the node search ranks prefix matches of a node's id or display
+            # name by the shorter of the two, so only a name under VRGApply's 8 characters lists it first for "vrg".
+            display_name="VRG+",
             category=CATEGORY,
-            description="Finds the schedule whose samples come closest to this model's own converged result "
+            description="VRG+ search: finds the schedule whose samples come closest to this model's own converged result "
                         "(DPM++2M on a fine grid) for this sampler and step count: it measures every scheduler "
                         "and shipped table (AYS, GITS, OSS) on the model, searches its own and keeps the closest. "
                         "About 2000 model evaluations once, cached in models/vrg/; no error table needed.",

@@ -3,7 +3,7 @@
 VRG Apply attaches a table and settings to the MODEL's `model_sampling` (an object patch, as
 the ModelSampling* nodes do). The `vrg` scheduler, registered in ComfyUI's shared
 SCHEDULER_HANDLERS and SCHEDULER_NAMES in place, reads them back, builds the base
-scheduler's sigmas and optimises them — or, at a step count VRG Search Schedule searched,
+scheduler's sigmas and optimises them — or, at a step count the VRG+ node searched,
 returns that schedule.
 """
 

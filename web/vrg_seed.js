@@ -1,4 +1,4 @@
-// VRG Search Schedule and VRG Compare Schedules: a node added to the canvas starts with its seed fixed.
+// VRG+ (VRGSearchSchedule) and VRG Compare Schedules: a node added to the canvas starts with its seed fixed.
 // The frontend gives every input named "seed" a "control after generate" widget that starts at "randomize";
 // for these nodes the seed picks the noises of a search or a check, so a new seed on every Run would search
 // again (minutes on a real model) and state another figure each time. A loaded workflow keeps its saved value

@@ -261,7 +261,7 @@ def test_apply_then_ksampler_vrg(family_server, profiled, name):
 
 
 def search_defaults(server) -> dict:
-    """VRG Search Schedule's required inputs at their defaults, as the server's schema gives them."""
+    """The VRG+ node's required inputs at their defaults, as the server's schema gives them."""
     info = http_json(f"{server.url}/object_info/VRGSearchSchedule")["VRGSearchSchedule"]["input"]
     defaults = {}
     for name, spec in info["required"].items():

@@ -262,3 +262,72 @@ def test_checkpoint_templates_offer_their_model_downloads(server, template_files
     finally:
         aside.rename(stand_in)
     assert shown is not None and f"checkpoints / {TEMPLATE_MODELS['sd15']}" in shown, shown
+
+
+TEMPLATE_BROWSER = """
+(async (pack) => {
+  await app.extensionManager.command.execute("Comfy.BrowseTemplates");
+  let category;
+  for (let i = 0; i < 40 && !category; i++) {
+    await new Promise((r) => setTimeout(r, 250));
+    category = [...document.querySelectorAll("[role=option]")].find((e) => e.innerText.trim() === pack);
+  }
+  category.click();
+  await new Promise((r) => setTimeout(r, 1500));
+  return [...document.querySelectorAll(".template-card")].map((card) => {
+    const title = card.querySelector("h3, [title]");
+    return {title: title.innerText.trim(), whole: title.scrollHeight <= title.clientHeight + 1};
+  });
+})
+"""
+
+CLOSE_DIALOG = """
+(async () => {
+  document.querySelector(".p-dialog-close-button, .p-dialog-header-close")?.click();
+  await new Promise((r) => setTimeout(r, 1000));
+  app.graph.clear();
+  app.canvas.setDirty(true, true);
+  return document.querySelectorAll(".template-card").length;
+})()
+"""
+
+SEARCH_RESULTS = "[...document.querySelectorAll('[role=option]')].map((e) => e.innerText.split('\\n')[0].trim())"
+
+
+async def double_click(browser, x: int, y: int) -> None:
+    for count in (1, 2):
+        for kind in ("mousePressed", "mouseReleased"):
+            await browser.send("Input.dispatchMouseEvent", type=kind, x=x, y=y, button="left", clickCount=count)
+
+
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium")
+def test_node_search_lists_vrg_plus_first_and_the_template_browser_lists_the_templates_in_order(server):
+    """Typed "vrg" in the node search (a double click on the empty canvas), VRG+ is the first result; the
+    template browser lists the pack's templates in their numbered order (whatever order the server's glob gives)
+    with each title whole (not clamped); screenshots of both at 100 % zoom."""
+    from cdp import Browser
+
+    async def session():
+        async with Browser(str(CHROMIUM), width=1600, height=1000) as browser:
+            await browser.goto(server.url, APP_READY)
+            cards = await browser.evaluate(f"({TEMPLATE_BROWSER})({json.dumps(PACK)})")
+            ARTIFACTS.mkdir(exist_ok=True)
+            print(f"\ntemplate browser: {await browser.screenshot(ARTIFACTS / 'template_browser.png')}")
+            assert [c["title"] for c in cards] == sorted(WORKFLOWS), cards
+            assert all(c["whole"] for c in cards), cards
+            assert await browser.evaluate(CLOSE_DIALOG) == 0
+            await double_click(browser, 700, 450)
+            await asyncio.sleep(1)
+            await browser.send("Input.insertText", text="vrg")
+            results = []
+            for _ in range(20):
+                await asyncio.sleep(0.5)
+                results = [r for r in await browser.evaluate(SEARCH_RESULTS) if r]
+                if len(results) >= len(NODE_IDS):
+                    break
+            print(f"node search: {await browser.screenshot(ARTIFACTS / 'node_search_vrg.png')}")
+            assert results[:2] == ["VRG+", "VRG Apply"], results
+            return browser.errors
+
+    errors = asyncio.run(session())
+    assert errors == [], "JavaScript errors:\n" + "\n".join(errors)

@@ -114,7 +114,7 @@ def stand_ins():
 
 
 def search_defaults() -> dict:
-    """VRG Search Schedule's inputs at their schema defaults (its first option for a combo without one)."""
+    """The VRG+ node's inputs at their schema defaults (its first option for a combo without one)."""
     import sys
 
     nodes = sys.modules["vrg_pack.nodes.search"]
@@ -140,7 +140,7 @@ def refused_everywhere(run, model, expected: str) -> str:
         "VRG Optimize Sigmas": lambda: run("VRGOptimizeSigmas", sigmas=torch.tensor([14.6, 1.0, 0.0]), table=table,
                                            gamma=0.0, start="fixed", method="exact", interpolation="loglog",
                                            model=model),
-        "VRG Search Schedule": lambda: run("VRGSearchSchedule", **{**search_defaults(), "model": model,
+        "VRG+": lambda: run("VRGSearchSchedule", **{**search_defaults(), "model": model,
                                                                   "table": "bundled: demo_eps", "latent": latent(),
                                                                   "positive": families.conditioning("sd15", 0)}),
     }

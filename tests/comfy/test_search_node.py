@@ -1,4 +1,4 @@
-"""VRG Search Schedule (VRG+) in the real host: its guided model calls, cache, and the `vrg` scheduler."""
+"""VRG+ (VRGSearchSchedule) in the real host: its guided model calls, cache, and the `vrg` scheduler."""
 
 from __future__ import annotations
 

@@ -96,7 +96,7 @@ def demo() -> list:
 
 def weights_note(checkpoint: str, sampler: str, scheduler: str, steps: int, cfg: float) -> str:
     return (f"Needs your weights: put {checkpoint} in models/checkpoints/ (or pick yours in the loader).\n"
-            f"VRG Search Schedule (VRG+) finds, on your model with your prompt at cfg {cfg:g}, the {steps}-step "
+            f"VRG+ (VRGSearchSchedule) finds, on your model with your prompt at cfg {cfg:g}, the {steps}-step "
             f"schedule for {sampler} whose samples come closest to the model's converged result, against every "
             f"scheduler ComfyUI offers. It spends about 2 000 model evaluations once (a progress bar; minutes on "
             f"a GPU) and caches the result in models/vrg/.\n"
@@ -145,7 +145,7 @@ def demo_decode(latent: str) -> tuple:
 
 def search_branches(model: str, latent: str, cond: dict, sampler: str | Link, scheduler: str, steps: int | Link,
                     cfg: float, *, batch_size: int, decode, prefix: str) -> list:
-    """VRG Search Schedule, then AFTER (KSampler, scheduler 'vrg' on its MODEL) and BEFORE (the plain scheduler),
+    """The VRG+ node, then AFTER (KSampler, scheduler 'vrg' on its MODEL) and BEFORE (the plain scheduler),
     each decoded (`decode(latent key) -> (class_type, inputs)`) and saved, from the same seed; `sampler` and `steps`
     are values, or links to `shared` Primitives that feed all three."""
     sampling = {"seed": 0, "steps": steps, "cfg": cfg, "sampler_name": sampler, **cond, "latent_image": link(latent),
@@ -188,7 +188,7 @@ def search_demo() -> list:
     """Demo model on a CPU: VRG+ search for Euler at `DEMO_STEPS` -> KSampler with `vrg`, beside plain Karras."""
     cond = {"positive": link("digit"), "negative": link("digit")}
     return [
-        note("note", f"VRG+ on the CPU demo model: VRG Search Schedule finds, on this very model, the {DEMO_STEPS}-step "
+        note("note", f"VRG+ on the CPU demo model: the VRG+ node finds, on this very model, the {DEMO_STEPS}-step "
                      "schedule whose samples come closest to the model's converged result (its own ODE solved "
                      "finely) for the euler sampler, against every scheduler and ComfyUI's AYS / GITS tables.\n"
                      "Its chart: Karras grey, the best other schedule orange, VRG+ red; its text says how much "
@@ -253,12 +253,14 @@ def search_labels(scheduler: str, steps: int) -> dict:
             "save": (f"AFTER: VRG+, {steps} steps", *AFTER)}
 
 
-# The template browser shows a template's file name as its title and description, sorted by name: so the names
-# say what each does and what it needs, the CPU demos (no download) first.
-SEARCH_DEMO, TABLE_DEMO = "1_vrg_plus_cpu_demo_no_download", "2_vrg_error_table_cpu_demo_no_download"
-COMPARE_DEMO = "3_compare_schedules_cpu_demo_no_download"
-CHECKPOINT_TEMPLATES = {"sd15": "4_sd15_vrg_plus_needs_checkpoint", "sdxl": "5_sdxl_vrg_plus_needs_checkpoint",
-                        "flux": "6_flux_dev_vrg_plus_needs_checkpoint"}
+# The template browser (frontend 1.27) shows a template's file name as its title, two lines at most wrapped at spaces,
+# and again as its description: so the names are short, have spaces, say what each does and what it needs, and
+# number the CPU demos (no download) first. ComfyUI 0.3.64 lists them in the file system's order, newer ComfyUI by
+# name; web/vrg_templates.js sorts the pack's own list by name on either.
+SEARCH_DEMO, TABLE_DEMO = "1 VRG+ on the CPU demo (no download)", "2 VRG error table, CPU demo (no download)"
+COMPARE_DEMO = "3 Compare schedules, CPU demo (no download)"
+CHECKPOINT_TEMPLATES = {"sd15": "4 VRG+ for SD1.5 (needs checkpoint)", "sdxl": "5 VRG+ for SDXL (needs checkpoint)",
+                        "flux": "6 VRG+ for Flux-dev (needs checkpoint)"}
 WORKFLOWS = {
     SEARCH_DEMO: search_demo(),
     TABLE_DEMO: demo(),
