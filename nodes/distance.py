@@ -19,8 +19,8 @@ def distance_text(label: str, samples: torch.Tensor, converged: torch.Tensor) ->
     distance = per_noise_distance(samples.double(), converged.double())
     mean, low, high = mean_interval(distance)
     per_image = ", ".join(f"{d:.3g}" for d in distance)
-    return (f"{label or 'samples'}: {mean:.4g} from the converged samples ({INTERVAL:.0%} interval {low:.4g} to "
-            f"{high:.4g}, {len(distance)} images; mean squared distance per dimension)\nper image: {per_image}",
+    return (f"{label or 'samples'}: {mean:.4g} from the converged samples\n({INTERVAL:.0%} interval {low:.3g} to "
+            f"{high:.3g}, {len(distance)} images; mean squared distance per dimension)\nper image: {per_image}",
             distance.tolist())
 
 

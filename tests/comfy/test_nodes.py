@@ -286,7 +286,7 @@ def test_latent_distance_is_per_image_and_refuses_latents_of_another_shape(run):
     samples = converged + torch.tensor([0.0, 1.0, 2.0]).view(3, 1, 1, 1)
     out = run("VRGLatentDistance", samples={"samples": samples}, converged={"samples": converged}, label="AFTER")
     assert out.ui["distance"] == [0.0, 1.0, 4.0]  # mean squared per dimension, image by image
-    assert out.ui["text"][0].startswith("AFTER: 1.667 from the converged samples (90% interval ")
+    assert out.ui["text"][0].startswith("AFTER: 1.667 from the converged samples\n(90% interval ")
     assert out.ui["text"][0].endswith("per image: 0, 1, 4")
     with pytest.raises(VRGError, match=r"samples \(2, 4, 8, 8\) and converged \(3, 4, 8, 8\) differ in shape: connect"):
         run("VRGLatentDistance", samples={"samples": samples[:2]}, converged={"samples": converged}, label="")
