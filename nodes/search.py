@@ -7,6 +7,7 @@ import logging
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 import comfy.utils
@@ -14,11 +15,11 @@ import folder_paths
 from comfy_api.v0_0_2 import io
 
 from ..vrg_core.errors import VRGError
-from ..vrg_core.plot import search_png
+from ..vrg_core.plot import family_png, search_png
 from ..vrg_core.search import (
-    DEFAULT_BATCH, DEFAULT_EVALUATIONS, DEFAULT_VARIANCE_WEIGHT, MAX_STEPS, SearchCache, SearchRequest, SearchResult,
-    cached_search,
+    DEFAULT_BATCH, DEFAULT_VARIANCE_WEIGHT, MAX_STEPS, Family, SearchCache, SearchRequest, SearchResult, cached_family,
 )
+from ..vrg_core.search.family import DEFAULT_FAMILY_EVALUATIONS, DEFAULT_RANGE, served_range
 from ..vrg_core.search.request import Search
 from .common import (CATEGORY, check_choice, empty_latent_input, png_to_image, report, sampling_model_input,
                      stop_if_cancelled)
@@ -113,12 +114,14 @@ class VRGSearchSchedule(io.ComfyNode):
                                tooltip="The base schedule: its first sigma is where every searched schedule "
                                        "starts. It and every other scheduler are candidates the search must beat."),
                 io.Int.Input("steps", default=6, min=2, max=MAX_STEPS,
-                             tooltip="Sampling steps: the KSampler must use the same (the `vrg` scheduler serves only this count)."),
+                             tooltip="The step count whose schedule the sigmas output, chart and text show; it "
+                                     "must lie in step_range."),
                 io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF,
                              tooltip="Seed of the search's own trajectories: same inputs and seed, same schedule."),
-                io.Int.Input("evaluations", default=DEFAULT_EVALUATIONS, min=100, max=100000, step=100,
-                             tooltip="Model evaluations to spend in all (one = one latent through the model "
-                                     "once; an image costs steps of them); more give a steadier choice."),
+                io.Int.Input("evaluations", default=DEFAULT_FAMILY_EVALUATIONS, min=100, max=100000, step=100,
+                             tooltip="Model evaluations to spend in all, shared among the step counts searched "
+                                     "(one = one latent through the model once; an image costs steps of them); "
+                                     "more give a steadier choice."),
                 io.Int.Input("batch_size", default=DEFAULT_BATCH, min=1, max=256,
                              tooltip="Samples per model call; memory also holds up to 4 x 40 latents per sample "
                                      "(a batch too large for this machine is refused before any work)."),
@@ -142,6 +145,10 @@ class VRGSearchSchedule(io.ComfyNode):
                                       tooltip="A second prompt, e.g. an empty one (CLIP Text Encode with no text): "
                                               "half the search's noises use it, so the schedule holds beyond the "
                                               "first prompt. The cached schedule is reused for every prompt."),
+                io.String.Input("step_range", default=DEFAULT_RANGE, optional=True,
+                                tooltip="The step counts the 'vrg' scheduler serves from this one search, e.g. "
+                                        "4-30: searched at a few of them (4, 8, 16, 30), interpolated between. One "
+                                        "number, or empty: steps alone."),
             ],
             outputs=[io.Sigmas.Output(display_name="sigmas"), io.Model.Output(display_name="model"),
                      io.Image.Output(display_name="plot")],
@@ -151,47 +158,78 @@ class VRGSearchSchedule(io.ComfyNode):
     @classmethod
     def execute(cls, model, latent, sampler_name, scheduler, steps, seed, evaluations, batch_size, cfg, use_cache,
                 table=NO_TABLE, variance_weight=DEFAULT_VARIANCE_WEIGHT, positive=None,
-                negative=None, other_prompt=None) -> io.NodeOutput:
+                negative=None, other_prompt=None, step_range=DEFAULT_RANGE) -> io.NodeOutput:
         check_choice("sampler_name", sampler_name, covered_samplers())
         check_choice("scheduler", scheduler, base_scheduler_names())
         check_guidance(cfg, negative)
+        served = served_range(step_range, steps)
         error_table = None if table == NO_TABLE else load_choice(table)
         if error_table is None and variance_weight > 0:
             raise VRGError(f"variance weight {variance_weight:g} needs an error table: pick one, or set it to 0")
         warnings = [] if error_table is None else table_warnings(error_table, model)
         latent_shape = (model.get_model_object("latent_format").latent_channels, *latent["samples"].shape[2:])
-        request, failed = search_request(model, latent_shape, sampler_name, scheduler, steps, seed, evaluations,
-                                         batch_size, cfg, error_table, variance_weight,
-                                         1 if other_prompt is None else 2)
         cache = SearchCache(Path(folder_paths.get_folder_paths(FOLDER)[0])) if use_cache else None
-        changed = cache.changed(request.settings()) if cache is not None else None
-        if changed:
-            logging.info("[VRG] searching again (%s changed)", changed)
+        failed, changed = [], []
+
+        def request_at(count: int, budget: int) -> SearchRequest:
+            request, left_out = search_request(model, latent_shape, sampler_name, scheduler, count, seed, budget,
+                                               batch_size, cfg, error_table, variance_weight,
+                                               1 if other_prompt is None else 2)
+            failed.extend(name for name in left_out if name not in failed)
+            if cache is not None and not changed:
+                changed.extend(filter(None, [cache.changed(request.settings())]))
+            return request
+
         bar = comfy.utils.ProgressBar(evaluations)
         started = time.perf_counter()
-        result, cached = cached_search(request, guided_run(model, positive, negative, cfg, request, other_prompt), cache,
+        family, cached = cached_family(served, evaluations, comfy_sampler(sampler_name), request_at,
+                                       lambda r: guided_run(model, positive, negative, cfg, r, other_prompt), cache,
                                        progress=lambda done, total: bar.update_absolute(done, total),
                                        should_stop=stop_if_cancelled)
+        if changed:
+            logging.info("[VRG] searched again (%s changed)", changed[0])
         warnings += cache.warnings if cache is not None else []
-        sigmas = torch.tensor(result.sigmas, dtype=torch.float32)
-        searched = Searched(sampler_name, float(cfg), sigmas)
-        patched = with_settings(model, Settings(error_table, scheduler, "auto", "fixed", searched))
-        rival = result.rival
-        per_image = request.steps * request.sampler.calls_per_step
-        cost = "cached" if cached else (f"{result.evaluations} evaluations, the price of "
-                                        f"{result.evaluations / per_image:.0f} images")
-        if changed:  # no stored search had these settings, so this one was not cached
-            cost = f"searched again ({changed} changed): {cost}"
-        text = f"{result.verdict.sentence()} ({searched}; {cost}, {time.perf_counter() - started:.0f} s)"
         if failed:
             warnings.append(f"schedulers left out (they failed on this model): {', '.join(failed)}")
-        plot = png_to_image(search_png(result))
-        others = {} if rival == "base" else {"rival": [rival], "rival_sigmas": result.candidates[rival].tolist()}
-        ui = report(cls, text, warnings, panel=True, sigmas=result.sigmas.tolist(), chosen=[result.chosen],
-                    base_sigmas=result.candidates["base"].tolist(), **others,
-                    candidates=sorted(result.candidates),
-                    evaluations=[0 if cached else result.evaluations], **verdict_ui(result))
-        return io.NodeOutput(sigmas, patched, plot, ui=ui)
+        searched = Searched(sampler_name, float(cfg), {n: torch.tensor(family.sigmas(n), dtype=torch.float32)
+                                                       for n in range(served.low, served.high + 1)})
+        patched = with_settings(model, Settings(error_table, scheduler, "auto", "fixed", searched))
+        text, ui = family_report(family, steps, cached, changed[0] if changed else None,
+                                 ksampler_sigmas(model.get_model_object("model_sampling"), scheduler, steps,
+                                                 sampler_name).double().numpy(), searched,
+                                 time.perf_counter() - started)
+        result = family.anchors.get(steps)
+        plot = png_to_image(search_png(result) if result is not None else family_png(family, steps, ui["base_sigmas"]))
+        return io.NodeOutput(searched.schedules[steps], patched, plot, ui=report(cls, text, warnings, panel=True, **ui))
+
+
+def family_report(family: Family, steps: int, cached: int, changed: str | None, base, searched: Searched,
+                  seconds: float) -> tuple[str, dict]:
+    """The node's text and chart data for the schedule at `steps`: an anchor's own verdict, or where an
+    interpolated schedule comes from and what each anchor's search kept."""
+    sampler = comfy_sampler(searched.sampler)
+    images = sum(r.evaluations / (r.steps * sampler.calls_per_step) for r in family.anchors.values())
+    cost = ("cached" if cached == len(family.anchors) else
+            f"{family.evaluations} evaluations, the price of {images:.0f} images" +
+            (f" ({cached} of {len(family.anchors)} step counts cached)" if cached else ""))
+    if changed:  # no stored search had these settings, so not every anchor was cached
+        cost = f"searched again ({changed} changed): {cost}"
+    served = f"serves {family.steps} steps from searches at {', '.join(map(str, family.anchors))}; " \
+        if len(family.anchors) > 1 else ""
+    result = family.anchors.get(steps)
+    ui = {"sigmas": family.sigmas(steps).tolist(), "base_sigmas": np.asarray(base).tolist(),
+          "evaluations": [0 if cached == len(family.anchors) else family.evaluations]}
+    if result is not None:
+        head = result.verdict.sentence()
+        rival = result.rival
+        ui |= {"chosen": [result.chosen], "candidates": sorted(result.candidates), **verdict_ui(result),
+               **({} if rival == "base" else {"rival": [rival], "rival_sigmas": result.candidates[rival].tolist()})}
+    else:
+        head = f"the {steps}-step schedule is {family.source(steps)} (not measured at {steps} steps)"
+        ui |= {"chosen": ["interpolated"], "candidates": []}
+    every = "" if len(family.anchors) == 1 else "\n" + "\n".join(
+        f"at {n} steps: {r.verdict.sentence()}" for n, r in family.anchors.items())
+    return f"{head} ({searched.sampler}, {steps} steps, cfg {searched.cfg:g}; {served}{cost}, {seconds:.0f} s){every}", ui
 
 
 NODES = [VRGSearchSchedule]

@@ -3,7 +3,7 @@
 VRG Apply attaches a table and settings to the MODEL's `model_sampling` (an object patch, as
 the ModelSampling* nodes do). The `vrg` scheduler, registered in ComfyUI's shared
 SCHEDULER_HANDLERS and SCHEDULER_NAMES in place, reads them back, builds the base
-scheduler's sigmas and optimises them — or, at a step count the VRG+ node searched,
+scheduler's sigmas and optimises them — or, at a step count the VRG+ node's search serves,
 returns that schedule.
 """
 
@@ -32,14 +32,21 @@ ATTRIBUTE = "vrg_settings"
 
 @dataclasses.dataclass(frozen=True)
 class Searched:
-    """A VRG+ schedule (the sigmas the sampler runs, descending, ending at 0) and what it was searched for."""
+    """The VRG+ schedules of one search {steps: the sigmas the sampler runs, descending, ending at 0}, one per step
+    count it serves, and what it was searched for."""
 
     sampler: str
     cfg: float
-    sigmas: torch.Tensor
+    schedules: dict[int, torch.Tensor]
+
+    @property
+    def steps(self) -> str:
+        """The step counts served: "6" or "4-30"."""
+        low, high = min(self.schedules), max(self.schedules)
+        return f"{low}-{high}" if high != low else str(low)
 
     def __str__(self) -> str:
-        return f"{self.sampler}, {len(self.sigmas) - 1} steps, cfg {self.cfg:g}"
+        return f"{self.sampler}, {self.steps} steps, cfg {self.cfg:g}"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,13 +64,14 @@ def vrg_scheduler(model_sampling, steps: int) -> torch.Tensor:
         raise VRGError("the 'vrg' scheduler needs a VRG Apply node: connect the model through VRG Apply (with an "
                        "error table) before this sampler, or pick another scheduler")
     if settings.searched is not None:
-        asked, returned = scheduler_output(settings.searched.sigmas, settings.searched.sampler)
-        if steps == asked:
-            return returned  # logged when sampled (`check_searched_use`), or refused there
+        for sigmas in settings.searched.schedules.values():
+            asked, returned = scheduler_output(sigmas, settings.searched.sampler)
+            if steps == asked:
+                return returned  # logged when sampled (`check_searched_use`), or refused there
     if settings.table is None:
-        raise VRGError(f"the 'vrg' scheduler has only the VRG+ schedule searched for {settings.searched}, and this "
-                       f"sampler asks it for {steps} steps: sample with that sampler and step count, or search "
-                       "again for this one")
+        raise VRGError(f"the 'vrg' scheduler has only the VRG+ schedules searched for {settings.searched}, and this "
+                       f"sampler asks it for {steps} steps: set the steps within {settings.searched.steps}, or search "
+                       "again with a step range that holds them")
     base = comfy.samplers.calculate_sigmas(model_sampling, settings.base_scheduler, steps)
     result = optimize_sigmas(base, settings.table, gamma=settings.gamma, start=settings.start)
     logging.info("[VRG] vrg scheduler (%s, %d steps): CPE %.6g -> %.6g", settings.base_scheduler, steps,
@@ -86,7 +94,8 @@ def with_settings(model, settings: Settings):
 
 def check_searched_use(searched: Searched, executor, noise, latent_image, sampler, sigmas, *args, **kwargs):
     """An OUTER_SAMPLE wrapper: when the searched sigmas are sampled, the sampler and cfg must be those searched for."""
-    if torch.equal(sigmas.detach().cpu().float(), searched.sigmas.float()):
+    sampled = sigmas.detach().cpu().float()
+    if any(torch.equal(sampled, s.float()) for s in searched.schedules.values()):
         cfg = float(getattr(executor.class_obj, "cfg", searched.cfg))
         function = getattr(sampler, "sampler_function", None)
         if not searched_alike(function, searched.sampler):
@@ -96,7 +105,7 @@ def check_searched_use(searched: Searched, executor, noise, latent_image, sample
         if abs(cfg - searched.cfg) > 1e-6:
             raise VRGError(f"this model's 'vrg' schedule was searched for {searched}, but it is sampled at cfg {cfg:g}: "
                            f"set cfg to {searched.cfg:g}, or search at cfg {cfg:g}")
-        logging.info("[VRG] sampling the VRG+ schedule searched for %s", searched)
+        logging.info("[VRG] sampling the VRG+ schedule for %d steps searched for %s", len(sampled) - 1, searched)
     return executor(noise, latent_image, sampler, sigmas, *args, **kwargs)
 
 

@@ -21,7 +21,8 @@ from .objective import schedule_from_text
 from .optimize import METHODS, START_MODES, OptimizeResult, optimize_sigmas
 from .error_table import INTERPOLATIONS
 from .parameterization import ModelKind
-from .search import DEFAULT_EVALUATIONS, DEFAULT_VARIANCE_WEIGHT, SAMPLERS as SEARCH_SAMPLERS
+from .search import DEFAULT_EVALUATIONS, DEFAULT_VARIANCE_WEIGHT, SAMPLERS as SEARCH_SAMPLERS, as_sampler
+from .search.family import DEFAULT_FAMILY_EVALUATIONS
 from .table_io import load_table, official_trajectory_from_text, read_limited, save_table
 
 MAX_TEXT_BYTES = 1024 * 1024
@@ -154,7 +155,7 @@ def demo_search(host, base, sampler: str, seed: int, evaluations: int, table=Non
 def cmd_search(a: argparse.Namespace) -> None:
     from .demo import load_demo_model
     from .demo.host import DemoHost, base_scheduler, demo_schedules
-    from .search import SearchCache
+    from .search import SearchCache, StepRange, cached_family
 
     model = load_demo_model(a.model)
     table = None if a.table is None else load_table(a.table)
@@ -163,22 +164,40 @@ def cmd_search(a: argparse.Namespace) -> None:
                        f"{a.model} model is {model.kind.label}; give that model's table, or none")
     if table is None and a.variance_weight > 0:
         raise VRGError("--variance-weight above 0 needs --table (the model's error table)")
-    if a.sigmas is not None:
-        base = schedule_from_text(a.sigmas, "--sigmas")
-    else:
-        base = demo_schedules(model, a.steps)[base_scheduler(model)]
+    served = StepRange.parse(a.steps)
+    if a.sigmas is not None and served.high != served.low:
+        raise VRGError(f"--sigmas gives one step count's base schedule; with --steps {a.steps} leave it out (the "
+                       "base is the model's scheduler at each count)")
     cache = SearchCache(a.cache) if a.cache else None
-    result, cached = demo_search(DemoHost(model), base, a.sampler, a.seed, a.evaluations, table, a.variance_weight,
-                                 cache, progress=progress_printer("searching", "evaluations"))
+    progress = progress_printer("searching", "evaluations")
+    if served.high == served.low:
+        base = (schedule_from_text(a.sigmas, "--sigmas") if a.sigmas is not None
+                else demo_schedules(model, served.low)[base_scheduler(model)])
+        result, cached = demo_search(DemoHost(model), base, a.sampler, a.seed, a.evaluations or DEFAULT_EVALUATIONS,
+                                     table, a.variance_weight, cache, progress=progress)
+        results, hits = {result.steps: result}, int(cached)
+    else:
+        host = DemoHost(model)
+        family, hits = cached_family(
+            served, a.evaluations or DEFAULT_FAMILY_EVALUATIONS, as_sampler(a.sampler),
+            lambda n, budget: host.request(demo_schedules(model, n)[base_scheduler(model)], a.sampler, a.seed, budget,
+                                           table, a.variance_weight),
+            lambda request: host.run(a.seed), cache, progress=progress)
+        results = family.anchors
     for warning in cache.warnings if cache else []:
         print(f"warning: {warning}", file=sys.stderr)
+    schedules = {n: results[n].sigmas if len(results) == 1 else family.sigmas(n)
+                 for n in range(served.low, served.high + 1)}
     if a.json:
-        print(json.dumps({**result.to_record(), "cached": cached}))
+        print(json.dumps({"steps": str(served), "cached": hits, "searches": {n: r.to_record() for n, r in results.items()},
+                          "schedules": {n: s.tolist() for n, s in schedules.items()}}))
         return
-    cost = "cached" if cached else (f"{result.evaluations} evaluations, {result.model_seconds:.1f} s model, "
-                                    f"{result.search_seconds:.2f} s search")
-    print(f"{a.sampler}, {result.steps} steps: {result.verdict.sentence()} ({cost}; kept {result.chosen})")
-    print("sigmas: " + ", ".join(f"{s:.6g}" for s in result.sigmas))
+    for n, result in results.items():
+        cost = "cached" if hits == len(results) else (f"{result.evaluations} evaluations, {result.model_seconds:.1f} s "
+                                                      f"model, {result.search_seconds:.2f} s search")
+        print(f"{a.sampler}, {n} steps: {result.verdict.sentence()} ({cost}; kept {result.chosen})")
+    for n, sigmas in schedules.items():
+        print(f"sigmas for {n} steps{'' if n in results else ' (interpolated)'}: " + ", ".join(f"{s:.6g}" for s in sigmas))
 
 
 def compared_names(text: str, offered: Sequence[str]) -> list[str]:
@@ -324,11 +343,13 @@ def build_parser() -> argparse.ArgumentParser:
                                        "against its schedulers and the published tables for its kind (AYS and GITS "
                                        "for eps, OSS for flow)", **shown)
     se.add_argument("--model", default="eps", choices=("eps", "flow"), help="the bundled demo model")
-    se.add_argument("--steps", type=at_least(2), default=10, help="steps (when --sigmas is not given)")
+    se.add_argument("--steps", default="10", help="steps (when --sigmas is not given), or a range such as 4-30: "
+                    "searched at a few counts of it, interpolated between")
     se.add_argument("--sampler", default="euler", choices=SEARCH_SAMPLERS, help="the sampler to search for")
     se.add_argument("--sigmas", help="the base schedule (karras for eps, simple for flow when not given); its start is held")
     se.add_argument("--table", help="optional: the model's error table (adds VRG alone as a candidate)")
-    se.add_argument("--evaluations", type=at_least(1), default=DEFAULT_EVALUATIONS, help="model evaluations to spend")
+    se.add_argument("--evaluations", type=at_least(1), help=f"model evaluations to spend in all (default "
+                    f"{DEFAULT_EVALUATIONS} for one step count, {DEFAULT_FAMILY_EVALUATIONS} for a range)")
     se.add_argument("--variance-weight", type=float, default=DEFAULT_VARIANCE_WEIGHT,
                     help="weight of VRG's prediction-error term (needs --table); 0 aims purely at the converged samples")
     se.add_argument("--seed", type=int, default=0, help="seed of the teacher trajectories' noise")

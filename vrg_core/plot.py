@@ -12,7 +12,7 @@ from PIL import Image, ImageDraw, ImageFont
 from .error_table import ErrorTable
 from .optimize import OptimizeResult
 from .objective import cumulative_error
-from .search import SearchResult
+from .search import Family, SearchResult
 
 # One colour per thing in every plot (and in the frontend chart, web/vrg_chart.js): the base schedule grey,
 # VRG blue, VRG+ red, the best other schedule orange, a table's error curve green.
@@ -128,20 +128,31 @@ def schedule_png(result: OptimizeResult, table: ErrorTable, width: int = 640, he
     return _png(img)
 
 
-def search_png(result: SearchResult, width: int = 640, height: int = 400) -> bytes:
-    """σ per step (log σ) of the base, the best other measured and the chosen schedules of a VRG+ search; PNG bytes."""
+def schedules_png(lines: list[tuple[np.ndarray, tuple]], title: str, width: int = 640, height: int = 400) -> bytes:
+    """σ per step (log σ) of each (sigmas, colour) of `lines`, all of one step count; PNG bytes."""
     img, draw, font = _canvas(width, height)
-    rival = result.rival
-    lines = (("base", GREY), (rival, ORANGE), (result.chosen, RED))
-    steps = np.arange(result.steps + 1)
-    every = np.concatenate([result.candidates[name] for name, _ in lines])
-    ax = _Axes((80, 40, width - 20, height - 50), (0, result.steps), _range(every[every > 0], True), False, True)
-    for name, colour in lines:
-        sig = result.candidates[name]
+    count = len(lines[0][0]) - 1
+    steps = np.arange(count + 1)
+    every = np.concatenate([np.asarray(sig) for sig, _ in lines])
+    ax = _Axes((80, 40, width - 20, height - 50), (0, count), _range(every[every > 0], True), False, True)
+    for sig, colour in lines:
+        sig = np.asarray(sig)
         draw.line(ax.points(steps[sig > 0], sig[sig > 0]), fill=colour, width=2)
-    v = result.verdict
-    _frame(draw, ax, f"{result.sampler}: base (grey), {rival} (orange), kept {result.chosen} (red): best searched "
-                     f"{100 * v.gain:+.0f} % closer (90 % {100 * v.low:+.0f} to {100 * v.high:+.0f} %) on "
-                     f"{v.noises} held-back noises",
-           "step", "sigma", font)
+    _frame(draw, ax, title, "step", "sigma", font)
     return _png(img)
+
+
+def search_png(result: SearchResult, width: int = 640, height: int = 400) -> bytes:
+    """The base, the best other measured and the chosen schedules of a VRG+ search (`schedules_png`)."""
+    rival, v = result.rival, result.verdict
+    return schedules_png([(result.candidates[name], colour) for name, colour in
+                          (("base", GREY), (rival, ORANGE), (result.chosen, RED))],
+                         f"{result.sampler}: base (grey), {rival} (orange), kept {result.chosen} (red): best searched "
+                         f"{100 * v.gain:+.0f} % closer (90 % {100 * v.low:+.0f} to {100 * v.high:+.0f} %) on "
+                         f"{v.noises} held-back noises", width, height)
+
+
+def family_png(family: Family, steps: int, base, width: int = 640, height: int = 400) -> bytes:
+    """The base and a family's interpolated schedule at `steps` (`schedules_png`)."""
+    return schedules_png([(np.asarray(base), GREY), (family.sigmas(steps), RED)],
+                         f"{steps} steps: base (grey), VRG+ (red) {family.source(steps)}", width, height)

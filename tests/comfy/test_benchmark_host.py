@@ -42,7 +42,7 @@ def test_benchmark_search_is_the_node_search(backend, run, name, sampler):
     positive = run("VRGDemoConditioning", digit="3")[0]
     out = run("VRGSearchSchedule", model=model, latent={"samples": torch.zeros(1, 4, 16, 16)}, sampler_name=sampler,
               scheduler=BASE[name], steps=4, seed=5, evaluations=400, batch_size=4, cfg=1.0, use_cache=False,
-              positive=positive)
+              positive=positive, step_range="")
     ours = backend.search(name, 3, sampler, BASE[name], 4, 5, 400)
     assert torch.equal(out[0].double(), torch.from_numpy(ours.sigmas).float().double())
     assert sorted(ours.candidates) == out.ui["candidates"]

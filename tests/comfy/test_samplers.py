@@ -169,7 +169,7 @@ def test_search_node_serves_a_multistage_a_discarding_and_a_stochastic_sampler(r
     conditioning = run("VRGDemoConditioning", digit="4")[0]
     out = run("VRGSearchSchedule", model=run("VRGDemoModel", model="eps")[0], latent=empty_latent(1),
               sampler_name=sampler_name, scheduler="karras", steps=5, seed=0, evaluations=1200, batch_size=8,
-              cfg=1.0, use_cache=False, positive=conditioning)
+              cfg=1.0, use_cache=False, positive=conditioning, step_range="")
     sigmas, patched = out[0], out[1]
     gain, low, high = out.ui["held_out_gain"]
     assert len(sigmas) == 6 and low <= gain <= high

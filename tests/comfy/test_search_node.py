@@ -16,7 +16,7 @@ from test_ksampler import empty_latent
 def inputs(run):
     return dict(model=run("VRGDemoModel", model="eps")[0], latent=empty_latent(1),
                 sampler_name="dpmpp_2m", scheduler="karras", steps=5, seed=0, evaluations=600,
-                batch_size=8, cfg=1.0, use_cache=True,
+                batch_size=8, cfg=1.0, use_cache=True, step_range="",
                 positive=run("VRGDemoConditioning", digit="4")[0])
 
 
@@ -114,6 +114,50 @@ def test_search_node_caches_and_feeds_the_vrg_scheduler(run, inputs, comfy):
         k_sampling.sample_dpmpp_2m = original
     assert torch.equal(seen[0], sigmas)  # the searched schedule at its step count
     assert len(seen[1]) == 7 and seen[1][0] == base[0]  # with a table, other step counts: VRG on the base scheduler
+
+
+def test_one_search_serves_every_step_count_of_its_range(run, inputs):
+    """step_range 4-8: searched at 4 and 8 (each cached on its own), 5-7 interpolated between them; the stock
+    KSampler with scheduler `vrg` samples each count's schedule exactly and refuses 9, naming the range; the node
+    shows the count asked for, an anchor with its own out-of-sample verdict."""
+    import comfy.k_diffusion.sampling as k_sampling
+    import nodes
+
+    from vrg_pack.vrg_core.errors import VRGError
+
+    family = {**inputs, "steps": 6, "step_range": "4-8", "evaluations": 1200, "seed": 3}
+    out = run("VRGSearchSchedule", **family)
+    text = out.ui["text"][0]
+    assert out.ui["chosen"] == ["interpolated"] and "interpolated from the 4- and 8-step searches" in text
+    assert "serves 4-8 steps from searches at 4, 8; " in text and "\nat 4 steps: " in text and "\nat 8 steps: " in text
+    assert 0 < out.ui["evaluations"][0] <= 1200 and len(out[0]) == 7 and out[0][-1] == 0
+    at_eight = run("VRGSearchSchedule", **{**family, "steps": 8})  # another count of the range: no new search
+    assert at_eight.ui["evaluations"] == [0] and len(at_eight[0]) == 9 and "held_out_gain" in at_eight.ui
+    alone = run("VRGSearchSchedule", **{**family, "steps": 4, "step_range": "4", "evaluations": 600})
+    assert alone.ui["evaluations"] == [0]  # the family's 4-step search (600 of its 1200), cached on its own
+    with pytest.raises(VRGError, match="steps 9 is outside the step range 4-8: set steps inside it"):
+        run("VRGSearchSchedule", **{**family, "steps": 9})
+
+    seen, original = [], k_sampling.sample_dpmpp_2m
+
+    def recording(model, x, s, *args, **kwargs):
+        seen.append(s.detach().cpu().clone())
+        return original(model, x, s, *args, **kwargs)
+
+    k_sampling.sample_dpmpp_2m = recording
+    try:
+        for steps in range(4, 9):
+            nodes.KSampler().sample(out[1], 0, steps, 1.0, "dpmpp_2m", "vrg", inputs["positive"], inputs["positive"],
+                                    empty_latent(), denoise=1.0)
+        with pytest.raises(VRGError, match="searched for dpmpp_2m, 4-8 steps, cfg 1, and this sampler asks it for 9 "
+                                           "steps: set the steps within 4-8"):
+            nodes.KSampler().sample(out[1], 0, 9, 1.0, "dpmpp_2m", "vrg", inputs["positive"], inputs["positive"],
+                                    empty_latent(), denoise=1.0)
+    finally:
+        k_sampling.sample_dpmpp_2m = original
+    assert [len(s) - 1 for s in seen] == [4, 5, 6, 7, 8]
+    assert torch.equal(seen[0], alone[0]) and torch.equal(seen[2], out[0]) and torch.equal(seen[4], at_eight[0])
+    assert all(s[0] == seen[0][0] for s in seen)  # every count starts at the base's sigma_0 exactly
 
 
 def test_search_node_refuses_bad_input_and_cancels_cleanly(run, inputs, comfy, monkeypatch):

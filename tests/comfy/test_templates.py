@@ -30,7 +30,8 @@ from test_families import execute
 from workflows import CHECKPOINT_TEMPLATES, TEMPLATE_MODELS, WORKFLOWS, Link
 
 STEPS = 3
-SMALL = {"VRGSearchSchedule": {"steps": STEPS, "evaluations": 400, "batch_size": 8}, "KSampler": {"steps": STEPS},
+SMALL = {"VRGSearchSchedule": {"steps": STEPS, "evaluations": 400, "batch_size": 8,
+                               "step_range": ""}, "KSampler": {"steps": STEPS},
          "EmptyLatentImage": {"width": SIZE, "height": SIZE}, "EmptySD3LatentImage": {"width": SIZE, "height": SIZE}}
 
 

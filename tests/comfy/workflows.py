@@ -98,12 +98,12 @@ def weights_note(checkpoint: str, sampler: str, scheduler: str, steps: int, cfg:
     return (f"Needs your weights: put {checkpoint} in models/checkpoints/ (or pick yours in the loader).\n"
             f"VRG+ (VRGSearchSchedule) finds, on your model with your prompt at cfg {cfg:g}, the {steps}-step "
             f"schedule for {sampler} whose samples come closest to the model's converged result, against every "
-            f"scheduler ComfyUI offers. It spends about 2 000 model evaluations once (a progress bar; minutes on "
-            f"a GPU) and caches the result in models/vrg/.\n"
+            f"scheduler ComfyUI offers. It spends about 4 000 model evaluations once (a progress bar; minutes on "
+            f"a GPU) for every step count from 4 to 30, and caches the result in models/vrg/.\n"
             f"Compare the two Save Image nodes: BEFORE is plain {scheduler}, AFTER the searched schedule (scheduler "
             f"'vrg' on the search's MODEL), same seed. The search's text says how much closer VRG+ is. Change "
-            f"the sampler, steps or cfg in the search and the AFTER KSampler together (a mismatch is refused "
-            f"with a message).")
+            f"the sampler or cfg in the search and the AFTER KSampler together (a mismatch is refused with a "
+            f"message); the steps, from 4 to 30, need no new search.")
 
 
 def checkpoint_template(family: str, size: int, cfg: float, steps: int, sampler: str, scheduler: str) -> list:
@@ -152,9 +152,9 @@ def search_branches(model: str, latent: str, cond: dict, sampler: str | Link, sc
                 "denoise": 1.0}
     return [
         ("search", "VRGSearchSchedule", {"model": link(model), "latent": link(latent), "sampler_name": sampler,
-                                         "scheduler": scheduler, "steps": steps, "seed": 0, "evaluations": 2000,
+                                         "scheduler": scheduler, "steps": steps, "seed": 0, "evaluations": 4000,
                                          "batch_size": batch_size, "cfg": cfg, "use_cache": True, "table": "none",
-                                         "variance_weight": 0.0, **cond}),
+                                         "variance_weight": 0.0, **cond, "step_range": "4-30"}),
         ("ksampler", "KSampler", {"model": link("search", 1), **sampling, "scheduler": "vrg"}),
         ("decode", *decode("ksampler")),
         ("save", "SaveImage", {"images": link("decode"), "filename_prefix": f"{prefix}_after"}),
@@ -194,13 +194,13 @@ def search_demo() -> list:
                      "Its chart: Karras grey, the best other schedule orange, VRG+ red; its text says how much "
                      "closer VRG+ is.\n"
                      f"AFTER uses its MODEL output with scheduler 'vrg' at {DEMO_STEPS} steps and euler, cfg 1 (another "
-                     "sampler, step count or cfg is refused with a message). The 'sampler' and 'steps' primitives feed "
+                     "sampler or cfg is refused with a message; one search serves every step count from 4 to 30). The 'sampler' and 'steps' primitives feed "
                      "the search, AFTER and BEFORE: change them there, and all three change. BEFORE is plain Karras "
                      "from the same "
                      f"seed; CONVERGED the same noise solved finely (DPM++2M, {CONVERGED_STEPS} steps): the result "
                      "both try to reach. The two VRG Latent Distance nodes say, per image, how far BEFORE and AFTER "
-                     "landed from it (lower is closer). The search costs about 2 000 model evaluations once; it is "
-                     "cached in models/vrg/."),
+                     "landed from it (lower is closer). The search costs about 4 000 model evaluations once, for every "
+                     "step count from 4 to 30; it is cached in models/vrg/."),
         ("model", "VRGDemoModel", {"model": "eps"}),
         ("digit", "VRGDemoConditioning", {"digit": "7"}),
         ("empty", "EmptyLatentImage", {"width": 128, "height": 128, "batch_size": 8}),
@@ -229,9 +229,10 @@ def compare_demo() -> list:
         ("digit", "VRGDemoConditioning", {"digit": "7"}),
         ("empty", "EmptyLatentImage", {"width": 128, "height": 128, "batch_size": 1}),
         ("search", "VRGSearchSchedule", {"model": link("model"), "latent": link("empty"), "sampler_name": "euler",
-                                         "scheduler": "karras", "steps": DEMO_STEPS, "seed": 0, "evaluations": 2000,
+                                         "scheduler": "karras", "steps": DEMO_STEPS, "seed": 0, "evaluations": 4000,
                                          "batch_size": 16, "cfg": 1.0, "use_cache": True, "table": "none",
-                                         "variance_weight": 0.0, "positive": digit, "negative": digit}),
+                                         "variance_weight": 0.0, "positive": digit, "negative": digit,
+                                         "step_range": "4-30"}),
         ("karras", "BasicScheduler", {"model": link("model"), "scheduler": "karras", "steps": DEMO_STEPS, "denoise": 1.0}),
         ("compare", "VRGCompareSchedules", {"model": link("model"), "latent": link("empty"), "sampler_name": "euler",
                                             "sigmas_1": link("search"), "label_1": "VRG+", "sigmas_2": link("karras"),

@@ -4,7 +4,7 @@ A host (the ComfyUI node, the demo host of the command line and the benchmarks) 
 `SearchRequest` — what it offers at this step count — and a `Run`: a function that calls
 `search(denoise, start, sampler)` inside its own sampling context (ComfyUI: inside
 `CFGGuider.sample`, where the sampler function sees the guider; `sampler` None: the request's
-own). `cached_search` owns the rest.
+own). `cached_search` owns the rest; `cached_family` runs one per anchor of a step range.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from ..memory import check_search_memory
 from ..parameterization import ModelKind
 from ..profile import Denoise
 from .cache import SearchCache, cache_settings, table_digest
+from .family import Family, StepRange, anchor_budgets
 from .result import SearchResult
 from .samplers import Sampler
 from .schedule_search import DEFAULT_EVALUATIONS, DEFAULT_VARIANCE_WEIGHT, METHOD, Plan, plan_for, search_schedule
@@ -94,3 +95,21 @@ def cached_search(request: SearchRequest, run: Run, cache: SearchCache | None = 
     if cache is not None:
         cache.store(result, settings)
     return result, False
+
+
+def cached_family(step_range: StepRange, evaluations: int, sampler: Sampler,
+                  request_at: Callable[[int, int], SearchRequest], run_for: Callable[[SearchRequest], Run],
+                  cache: SearchCache | None = None, progress: Callable[[int, int], None] | None = None,
+                  should_stop: Callable[[], bool] | None = None) -> tuple[Family, int]:
+    """(the `Family` serving `step_range`, how many of its anchors came from `cache`). At each anchor the search
+    `request_at(steps, budget)` states is run as `cached_search` (each cached on its own), with the anchors'
+    share of `evaluations` (`anchor_budgets`, for `sampler`); every request is stated before any model call, so
+    bad input is refused first. `progress` counts over the whole family."""
+    requests = [request_at(steps, budget) for steps, budget in anchor_budgets(step_range.anchors(), evaluations,
+                                                                             sampler).items()]
+    planned, done, results, cached = sum(r.evaluations for r in requests), 0, {}, 0
+    for request in requests:
+        report = None if progress is None else (lambda d, _t, before=done: progress(before + d, planned))
+        results[request.steps], hit = cached_search(request, run_for(request), cache, report, should_stop)
+        cached, done = cached + hit, done + request.evaluations
+    return Family(results), cached
