@@ -152,6 +152,17 @@ class ComfyBackend:
             return self.pack.vrg_core.search.cached_search(request, search.guided_run(model, positive, None, 1.0,
                                                                                       request))[0]
 
+    def family(self, name: str, digit: int, sampler: str, scheduler: str, step_range: str, seed: int,
+               evaluations: int):
+        """The VRG+ node's own search for a step range (`family_search`, as the node calls it) on demo model `name`
+        prompted with `digit`, cfg 1, no cache: the `Family`."""
+        search = self.pack.nodes.search
+        positive = self.pack.nodes.demo.VRGDemoConditioning.execute(str(digit)).result[0]
+        served = self.pack.vrg_core.search.StepRange.parse(step_range)
+        with torch.inference_mode():
+            return search.family_search(self.model(name), (1, 16, 16), sampler, scheduler, served, seed, evaluations,
+                                        DEFAULT_BATCH, 1.0, None, 0.0, positive, None, None, None)[0]
+
     def guider(self, sampling: Sampling) -> SimpleNamespace:
         """What a sampler function reads of CFGGuider: `.inner_model.model_sampling`, `.model_patcher`."""
         ms = self.model_sampling(sampling)

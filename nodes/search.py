@@ -19,7 +19,7 @@ from ..vrg_core.plot import family_png, search_png
 from ..vrg_core.search import (
     DEFAULT_BATCH, DEFAULT_VARIANCE_WEIGHT, MAX_STEPS, Family, SearchCache, SearchRequest, SearchResult, cached_family,
 )
-from ..vrg_core.search.family import DEFAULT_FAMILY_EVALUATIONS, DEFAULT_RANGE, served_range
+from ..vrg_core.search.family import DEFAULT_FAMILY_EVALUATIONS, DEFAULT_RANGE, StepRange, served_range
 from ..vrg_core.search.request import Search
 from .common import (CATEGORY, check_choice, empty_latent_input, png_to_image, report, sampling_model_input,
                      stop_if_cancelled)
@@ -169,38 +169,49 @@ class VRGSearchSchedule(io.ComfyNode):
         warnings = [] if error_table is None else table_warnings(error_table, model)
         latent_shape = (model.get_model_object("latent_format").latent_channels, *latent["samples"].shape[2:])
         cache = SearchCache(Path(folder_paths.get_folder_paths(FOLDER)[0])) if use_cache else None
-        failed, changed = [], []
-
-        def request_at(count: int, budget: int) -> SearchRequest:
-            request, left_out = search_request(model, latent_shape, sampler_name, scheduler, count, seed, budget,
-                                               batch_size, cfg, error_table, variance_weight,
-                                               1 if other_prompt is None else 2)
-            failed.extend(name for name in left_out if name not in failed)
-            if cache is not None and not changed:
-                changed.extend(filter(None, [cache.changed(request.settings())]))
-            return request
-
         bar = comfy.utils.ProgressBar(evaluations)
         started = time.perf_counter()
-        family, cached = cached_family(served, evaluations, comfy_sampler(sampler_name), request_at,
-                                       lambda r: guided_run(model, positive, negative, cfg, r, other_prompt), cache,
-                                       progress=lambda done, total: bar.update_absolute(done, total),
-                                       should_stop=stop_if_cancelled)
+        family, cached, failed, changed = family_search(
+            model, latent_shape, sampler_name, scheduler, served, seed, evaluations, batch_size, cfg, error_table,
+            variance_weight, positive, negative, other_prompt, cache,
+            progress=lambda done, total: bar.update_absolute(done, total), should_stop=stop_if_cancelled)
         if changed:
-            logging.info("[VRG] searched again (%s changed)", changed[0])
+            logging.info("[VRG] searched again (%s changed)", changed)
         warnings += cache.warnings if cache is not None else []
         if failed:
             warnings.append(f"schedulers left out (they failed on this model): {', '.join(failed)}")
         searched = Searched(sampler_name, float(cfg), {n: torch.tensor(family.sigmas(n), dtype=torch.float32)
                                                        for n in range(served.low, served.high + 1)})
         patched = with_settings(model, Settings(error_table, scheduler, "auto", "fixed", searched))
-        text, ui = family_report(family, steps, cached, changed[0] if changed else None,
+        text, ui = family_report(family, steps, cached, changed,
                                  ksampler_sigmas(model.get_model_object("model_sampling"), scheduler, steps,
                                                  sampler_name).double().numpy(), searched,
                                  time.perf_counter() - started)
         result = family.anchors.get(steps)
         plot = png_to_image(search_png(result) if result is not None else family_png(family, steps, ui["base_sigmas"]))
         return io.NodeOutput(searched.schedules[steps], patched, plot, ui=report(cls, text, warnings, panel=True, **ui))
+
+
+def family_search(model, latent_shape: tuple[int, ...], sampler_name: str, scheduler: str, served: StepRange, seed: int,
+                  evaluations: int, batch_size: int, cfg: float, table, variance_weight: float, positive, negative,
+                  other_prompt, cache: SearchCache | None, progress=None, should_stop=None):
+    """The node's search: (the `Family` serving `served` on `model`, how many of its anchors were cached, the
+    schedulers left out because they failed on this model, why the first anchor not cached was searched again or
+    None). Each anchor is the search `search_request` states, run in `guided_run` (`cached_family`)."""
+    failed, changed = [], []
+
+    def request_at(count: int, budget: int) -> SearchRequest:
+        request, left_out = search_request(model, latent_shape, sampler_name, scheduler, count, seed, budget,
+                                           batch_size, cfg, table, variance_weight, 1 if other_prompt is None else 2)
+        failed.extend(name for name in left_out if name not in failed)
+        if cache is not None and not changed:
+            changed.extend(filter(None, [cache.changed(request.settings())]))
+        return request
+
+    family, cached = cached_family(served, evaluations, comfy_sampler(sampler_name), request_at,
+                                   lambda r: guided_run(model, positive, negative, cfg, r, other_prompt), cache,
+                                   progress, should_stop)
+    return family, cached, failed, changed[0] if changed else None
 
 
 def family_report(family: Family, steps: int, cached: int, changed: str | None, base, searched: Searched,
