@@ -113,7 +113,7 @@ class VRGSearchSchedule(io.ComfyNode):
                 io.Combo.Input("scheduler", options=base_scheduler_names(), default="karras",
                                tooltip="The base schedule: its first sigma is where every searched schedule "
                                        "starts. It and every other scheduler are candidates the search must beat."),
-                io.Int.Input("steps", default=6, min=2, max=MAX_STEPS,
+                io.Int.Input("steps", default=8, min=2, max=MAX_STEPS,
                              tooltip="The step count whose schedule the sigmas output, chart and text show; it "
                                      "must lie in step_range."),
                 io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF,

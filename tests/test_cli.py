@@ -110,6 +110,23 @@ def test_search_json_cache_and_bad_input(tmp_path):
     assert too_few.returncode == 2 and "too few" in too_few.stderr and "Traceback" not in too_few.stderr
 
 
+def test_search_for_a_step_range_serves_every_count_from_its_anchors(tmp_path):
+    args = ("search", "--model", "flow", "--steps", "4-8", "--evaluations", "1200", "--cache", str(tmp_path), "--json")
+    first = run(*args)
+    assert first.returncode == 0, first.stderr
+    out = json.loads(first.stdout.strip().splitlines()[-1])
+    assert out["steps"] == "4-8" and out["cached"] == 0 and sorted(out["searches"]) == ["4", "8"]
+    assert sorted(map(int, out["schedules"])) == [4, 5, 6, 7, 8] and out["schedules"]["8"] == out["searches"]["8"]["sigmas"]
+    assert all(len(s) == int(n) + 1 and s[-1] == 0 for n, s in out["schedules"].items())
+    assert sum(r["evaluations"] for r in out["searches"].values()) <= 1200
+    text = run("search", "--model", "flow", "--steps", "4-8", "--evaluations", "1200", "--cache", str(tmp_path))
+    assert text.returncode == 0 and "(cached; kept" in text.stdout and "sigmas for 6 steps (interpolated): " in text.stdout
+    for bad, needle in ((("--steps", "8-4"), "step range '8-4'"), (("--steps", "4-8", "--sigmas", "14,1,0"), "--sigmas"),
+                        (("--steps", "4-30", "--evaluations", "1000"), "allow at least")):
+        refused = run("search", *bad)
+        assert refused.returncode == 2 and needle in refused.stderr and "Traceback" not in refused.stderr
+
+
 def test_demo_json_leads_with_vrg_plus_and_both_measures():
     p = run("demo", "--count", "200", "--samples", "16", "--json")
     assert p.returncode == 0, p.stderr

@@ -188,8 +188,9 @@ def cmd_search(a: argparse.Namespace) -> None:
         print(f"warning: {warning}", file=sys.stderr)
     schedules = {n: results[n].sigmas if len(results) == 1 else family.sigmas(n)
                  for n in range(served.low, served.high + 1)}
-    if a.json:
-        print(json.dumps({"steps": str(served), "cached": hits, "searches": {n: r.to_record() for n, r in results.items()},
+    if a.json:  # one count: its search's record; a range: each anchor's, and the schedule of every count
+        print(json.dumps({**results[served.low].to_record(), "cached": bool(hits)} if len(schedules) == 1 else
+                         {"steps": str(served), "cached": hits, "searches": {n: r.to_record() for n, r in results.items()},
                           "schedules": {n: s.tolist() for n, s in schedules.items()}}))
         return
     for n, result in results.items():

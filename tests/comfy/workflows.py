@@ -164,7 +164,7 @@ def search_branches(model: str, latent: str, cond: dict, sampler: str | Link, sc
     ]
 
 
-DEMO_STEPS = 6  # the search node's default: a node added from the menu searches what the templates did
+DEMO_STEPS = 8  # the search node's default (an anchor of its 4-30 range): a node added from the menu shows what the templates did
 CONVERGED_STEPS = 100  # the CONVERGED branch: the model's own fine solve, as VRG Compare Schedules takes it
 
 
@@ -194,7 +194,8 @@ def search_demo() -> list:
                      "Its chart: Karras grey, the best other schedule orange, VRG+ red; its text says how much "
                      "closer VRG+ is.\n"
                      f"AFTER uses its MODEL output with scheduler 'vrg' at {DEMO_STEPS} steps and euler, cfg 1 (another "
-                     "sampler or cfg is refused with a message; one search serves every step count from 4 to 30). The 'sampler' and 'steps' primitives feed "
+                     "sampler or cfg is refused with a message; one search serves every step count from 4 to 30). "
+                     "The 'sampler' and 'steps' primitives feed "
                      "the search, AFTER and BEFORE: change them there, and all three change. BEFORE is plain Karras "
                      "from the same "
                      f"seed; CONVERGED the same noise solved finely (DPM++2M, {CONVERGED_STEPS} steps): the result "
