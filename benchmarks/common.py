@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from pathlib import Path
@@ -25,3 +26,11 @@ def mean_std(values) -> str:
     """"mean ± std" of `values` (population std), or the mean alone for one value."""
     v = np.asarray(values, dtype=np.float64)
     return f"{v.mean():.4g} ± {v.std():.2g}" if len(v) > 1 else f"{v.mean():.4g}"
+
+
+def write_results(out: Path, name: str, results: dict, markdown: str) -> None:
+    """`out`/`name`.json (the run record) and `name`.md (its report), then the log line with the run's minutes."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{name}.json").write_text(json.dumps(results, indent=1))
+    (out / f"{name}.md").write_text(markdown)
+    log(f"wrote {out / f'{name}.md'} in {results['seconds'] / 60:.1f} min")

@@ -17,7 +17,6 @@ Writes fixed_choice.json and fixed_choice.md.
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
@@ -28,7 +27,7 @@ from scipy import stats
 from vrg_core.search.selection import gain_interval
 
 from .backend import load_backend
-from .common import RESULTS, command_line, log
+from .common import RESULTS, command_line, log, write_results
 from .subjects import demo_subject
 from .vrg_plus import NAMES, SEARCH_DIGIT, HeldOut, candidates
 
@@ -120,10 +119,7 @@ def main(argv: list[str] | None = None) -> None:
                "date": time.strftime("%Y-%m-%d"), "title": subject.title, "digit": SEARCH_DIGIT,
                "prompt_noises": a.prompt_noises, "all_noises": a.all_noises, "cells": cells,
                "seconds": time.perf_counter() - t0}
-    a.out.mkdir(parents=True, exist_ok=True)
-    (a.out / "fixed_choice.json").write_text(json.dumps(results, indent=1))
-    (a.out / "fixed_choice.md").write_text(report(results))
-    log(f"wrote {a.out / 'fixed_choice.md'} in {results['seconds'] / 60:.1f} min")
+    write_results(a.out, "fixed_choice", results, report(results))
 
 
 if __name__ == "__main__":

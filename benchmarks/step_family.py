@@ -17,7 +17,6 @@ cost in model evaluations. Writes step_family.json and step_family.md.
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
@@ -28,7 +27,7 @@ from vrg_core.search import DEFAULT_EVALUATIONS
 from vrg_core.search.family import DEFAULT_FAMILY_EVALUATIONS, DEFAULT_RANGE
 
 from .backend import load_backend
-from .common import RESULTS, command_line, log, mean_std
+from .common import RESULTS, command_line, log, mean_std, write_results
 from .subjects import demo_subject
 from .vrg_plus import BASE, SEARCH_DIGIT, HeldOut, candidates, search
 
@@ -104,10 +103,7 @@ def main(argv: list[str] | None = None) -> None:
         held = HeldOut(backend, subject, a.seeds, a.samples)
         results["subjects"].append({"name": name, "cells": [run_cell(held, subject, s, a) for s in a.samplers]})
     results["seconds"] = time.perf_counter() - t0
-    a.out.mkdir(parents=True, exist_ok=True)
-    (a.out / "step_family.json").write_text(json.dumps(results, indent=1))
-    (a.out / "step_family.md").write_text(report(results))
-    log(f"wrote {a.out / 'step_family.md'} in {results['seconds'] / 60:.1f} min")
+    write_results(a.out, "step_family", results, report(results))
 
 
 if __name__ == "__main__":

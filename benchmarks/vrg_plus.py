@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import tempfile
 import time
 from pathlib import Path
@@ -46,7 +45,7 @@ from vrg_core.search.samplers import HOST_SAMPLERS
 from vrg_core.search.teacher import per_noise_distance
 
 from .backend import load_backend
-from .common import RESULTS, command_line, log, mean_std
+from .common import RESULTS, command_line, log, mean_std, write_results
 from .subjects import demo_subject
 
 BASE = {"eps": "karras", "flow": "simple"}
@@ -276,10 +275,7 @@ def main(argv: list[str] | None = None) -> None:
         cells = [run_cell(held, subject, table, sampler, steps, a) for sampler in a.samplers for steps in a.steps]
         results["subjects"].append({"name": name, "title": subject.title, "cells": cells})
     results["seconds"] = time.perf_counter() - t0
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "vrg_plus.json").write_text(json.dumps(results, indent=1))
-    (out / "vrg_plus.md").write_text(report(results))
-    log(f"wrote {out / 'vrg_plus.md'} in {results['seconds'] / 60:.1f} min")
+    write_results(out, "vrg_plus", results, report(results))
 
 
 if __name__ == "__main__":
