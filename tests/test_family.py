@@ -48,6 +48,9 @@ def test_interpolation_keeps_the_anchors_and_each_schedules_ends():
         assert len(s) == steps + 1 and s[0] == four[0] and s[-1] == 0 and np.all(np.diff(s) < 0)
         assert np.all((s[1:-1] >= np.minimum(a, b)[1:-1] * (1 - 1e-12)) & (s[1:-1] <= np.maximum(a, b)[1:-1] * (1 + 1e-12)))
     assert np.array_equal(interpolated({8: eight}, 12)[[0, -2, -1]], [eight[0], eight[-2], 0.0])  # beyond: resampled
+    lower = np.array([7.372, 3.0, 1.0, 0.3, 0.0])  # a fixed schedule kept at 4 steps may start below sigma_max
+    w = np.log(6 / 4) / np.log(8 / 4)
+    assert interpolated({4: lower, 8: eight}, 6)[0] == pytest.approx(7.372 ** (1 - w) * 14.6146 ** w, rel=1e-12)
 
 
 def test_a_family_serves_its_range_from_cached_anchor_searches(tmp_path):

@@ -114,7 +114,8 @@ def interpolated(anchors: dict[int, np.ndarray], steps: int) -> np.ndarray:
         return a
     w = (np.log(steps) - np.log(below)) / (np.log(above) - np.log(below))
     out = np.append(np.exp((1 - w) * np.log(a[:-1]) + w * np.log(b[:-1])), 0.0)
-    out[0] = a[0]  # every anchor starts at the base's σ_0: held exactly
+    if a[0] == b[0]:
+        out[0] = a[0]  # both start at the base's σ_0: held exactly (a kept fixed schedule may start lower)
     return out
 
 
