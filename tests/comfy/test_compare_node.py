@@ -88,7 +88,7 @@ def test_compare_template_over_http_measures_what_vrg_core_measures(server):
     """The CPU template run by a real server: VRG+ and Karras compared, 3 images per noise, and the figures are
     vrg_core's compare on the same schedules, model, prompt and noise."""
     from test_families import execute
-    from workflows import COMPARE_DEMO, WORKFLOWS
+    from workflows import COMPARE_DEMO, DEMO_STEPS, WORKFLOWS
 
     from vrg_pack.vrg_core.compare import compare_schedules
     from vrg_pack.vrg_core.demo import load_demo_model
@@ -96,10 +96,10 @@ def test_compare_template_over_http_measures_what_vrg_core_measures(server):
 
     out = execute(server, WORKFLOWS[COMPARE_DEMO])
     compared, searched = out["compare"], out["search"]
-    assert compared["labels"] == ["VRG+", "karras"] and compared["evaluations"] == [16 * (100 + 6 + 6)]
+    assert compared["labels"] == ["VRG+", "karras"] and compared["evaluations"] == [16 * (100 + 2 * DEMO_STEPS)]
     assert len(out["preview"]["images"]) == 16 * 3
     demo = load_demo_model("eps")
-    schedules = {"VRG+": np.array(searched["sigmas"]), "karras": demo_schedules(demo, 6)["karras"]}
+    schedules = {"VRG+": np.array(searched["sigmas"]), "karras": demo_schedules(demo, DEMO_STEPS)["karras"]}
     with torch.inference_mode():
         core = compare_schedules(DemoHost(demo, digit=7).denoise, ksampler_start(demo, 1), schedules, "euler",
                                  demo.kind, demo.sigma_min, 16)

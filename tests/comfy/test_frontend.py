@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from comfy_server import PACK, http_json
-from workflows import (CHECKPOINT_TEMPLATES, COMPARE_DEMO, NODE_IDS, SEARCH_DEMO, TABLE_DEMO, TEMPLATE_DOWNLOADS, TEMPLATE_MODELS,
-                       WORKFLOWS, api_prompt)
+from workflows import (CHECKPOINT_TEMPLATES, COMPARE_DEMO, DEMO_STEPS, NODE_IDS, SEARCH_DEMO, TABLE_DEMO,
+                       TEMPLATE_DOWNLOADS, TEMPLATE_MODELS, WORKFLOWS, api_prompt)
 
 APP_READY = "window.app && window.app.graph && window.LiteGraph && window.app.canvas"
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
@@ -101,8 +101,9 @@ def test_frontend_loads_registers_nodes_and_templates(server, template_files):
             assert controls == {"fresh": {"VRGSearchSchedule": "fixed", "VRGCompareSchedules": "fixed"},
                                 "loaded": "randomize"}  # a new node's seed is fixed; a saved workflow keeps its own
             samplers = await browser.evaluate(f"({SHARED_SAMPLER})({json.dumps(SEARCH_DEMO)})")
-            assert sorted(map(tuple, samplers)) == [("KSampler", "dpmpp_2m", 100), ("KSampler", "heun", 6),
-                                                    ("KSampler", "heun", 6), ("VRGSearchSchedule", "heun", 6)]
+            assert sorted(map(tuple, samplers)) == [("KSampler", "dpmpp_2m", 100), ("KSampler", "heun", DEMO_STEPS),
+                                                    ("KSampler", "heun", DEMO_STEPS),
+                                                    ("VRGSearchSchedule", "heun", DEMO_STEPS)]
             for name in sorted(WORKFLOWS, key=lambda n: n == TABLE_DEMO):  # the demo last, for the screenshot
                 nodes = WORKFLOWS[name]
                 loaded = await browser.evaluate(f"({LOAD_TEMPLATE})({json.dumps(name)})")
