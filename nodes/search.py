@@ -204,8 +204,9 @@ def family_search(model, latent_shape: tuple[int, ...], sampler_name: str, sched
         request, left_out = search_request(model, latent_shape, sampler_name, scheduler, count, seed, budget,
                                            batch_size, cfg, table, variance_weight, 1 if other_prompt is None else 2)
         failed.extend(name for name in left_out if name not in failed)
-        if cache is not None and not changed:
-            changed.extend(filter(None, [cache.changed(request.settings())]))
+        reason = cache.changed(request.settings()) if cache is not None and not changed else None
+        if reason:
+            changed.append(reason)
         return request
 
     family, cached = cached_family(served, evaluations, comfy_sampler(sampler_name), request_at,

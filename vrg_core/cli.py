@@ -21,7 +21,7 @@ from .objective import schedule_from_text
 from .optimize import METHODS, START_MODES, OptimizeResult, optimize_sigmas
 from .error_table import INTERPOLATIONS
 from .parameterization import ModelKind
-from .search import DEFAULT_EVALUATIONS, DEFAULT_VARIANCE_WEIGHT, SAMPLERS as SEARCH_SAMPLERS, as_sampler
+from .search import DEFAULT_EVALUATIONS, DEFAULT_VARIANCE_WEIGHT, MAX_STEPS, SAMPLERS as SEARCH_SAMPLERS, as_sampler
 from .search.family import DEFAULT_FAMILY_EVALUATIONS
 from .table_io import load_table, official_trajectory_from_text, read_limited, save_table
 
@@ -165,31 +165,28 @@ def cmd_search(a: argparse.Namespace) -> None:
     if table is None and a.variance_weight > 0:
         raise VRGError("--variance-weight above 0 needs --table (the model's error table)")
     served = StepRange.parse(a.steps)
-    if a.sigmas is not None and served.high != served.low:
-        raise VRGError(f"--sigmas gives one step count's base schedule; with --steps {a.steps} leave it out (the "
-                       "base is the model's scheduler at each count)")
+    if a.sigmas is not None:  # one count's base schedule: its length says the count
+        if served.high != served.low:
+            raise VRGError(f"--sigmas gives one step count's base schedule; with --steps {a.steps} leave it out (the "
+                           "base is the model's scheduler at each count)")
+        given = schedule_from_text(a.sigmas, "--sigmas")
+        if not 2 <= len(given) - 1 <= MAX_STEPS:
+            raise VRGError(f"--sigmas has {len(given) - 1} steps; the search takes 2 to {MAX_STEPS}")
+        served = StepRange(len(given) - 1, len(given) - 1)
+    host = DemoHost(model)
     cache = SearchCache(a.cache) if a.cache else None
-    progress = progress_printer("searching", "evaluations")
-    if served.high == served.low:
-        base = (schedule_from_text(a.sigmas, "--sigmas") if a.sigmas is not None
-                else demo_schedules(model, served.low)[base_scheduler(model)])
-        result, cached = demo_search(DemoHost(model), base, a.sampler, a.seed, a.evaluations or DEFAULT_EVALUATIONS,
-                                     table, a.variance_weight, cache, progress=progress)
-        results, hits = {result.steps: result}, int(cached)
-    else:
-        host = DemoHost(model)
-        family, hits = cached_family(
-            served, a.evaluations or DEFAULT_FAMILY_EVALUATIONS, as_sampler(a.sampler),
-            lambda n, budget: host.request(demo_schedules(model, n)[base_scheduler(model)], a.sampler, a.seed, budget,
-                                           table, a.variance_weight),
-            lambda request: host.run(a.seed), cache, progress=progress)
-        results = family.anchors
+    single = served.high == served.low
+    family, hits = cached_family(
+        served, a.evaluations or (DEFAULT_EVALUATIONS if single else DEFAULT_FAMILY_EVALUATIONS), as_sampler(a.sampler),
+        lambda n, budget: host.request(given if a.sigmas is not None else demo_schedules(model, n)[base_scheduler(model)],
+                                       a.sampler, a.seed, budget, table, a.variance_weight),
+        lambda request: host.run(a.seed), cache, progress=progress_printer("searching", "evaluations"))
+    results = family.anchors
     for warning in cache.warnings if cache else []:
         print(f"warning: {warning}", file=sys.stderr)
-    schedules = {n: results[n].sigmas if len(results) == 1 else family.sigmas(n)
-                 for n in range(served.low, served.high + 1)}
+    schedules = {n: family.sigmas(n) for n in range(served.low, served.high + 1)}
     if a.json:  # one count: its search's record; a range: each anchor's, and the schedule of every count
-        print(json.dumps({**results[served.low].to_record(), "cached": bool(hits)} if len(schedules) == 1 else
+        print(json.dumps({**results[served.low].to_record(), "cached": bool(hits)} if single else
                          {"steps": str(served), "cached": hits, "searches": {n: r.to_record() for n, r in results.items()},
                           "schedules": {n: s.tolist() for n, s in schedules.items()}}))
         return

@@ -5,7 +5,7 @@ A searched schedule serves the step count it was searched for. A `Family` serves
 and the highest), each an ordinary search with its own out-of-sample choice and cache entry; any other
 count gets the two neighbouring anchors' kept schedules resampled to it (`resampled`: log σ linear
 in the step's position, as AYS's log-linear interpolation of its tables) and blended in log σ with
-a weight linear in log steps. The budget is shared out by `anchor_budgets`. `benchmarks.step_transfer`
+a weight linear in log steps. The budget is shared out by `anchor_budgets`. `benchmarks.step_family`
 measures a family against a search made for one count alone and against the best other schedule.
 All schedules are σ descending, ending at 0.
 """
