@@ -18,12 +18,13 @@ import types
 from pathlib import Path
 
 import pytest
+import safetensors.torch
 import torch
 
-from vrg_core.error_table import ErrorTable
 from vrg_core.errors import VRGError
-from vrg_core.parameterization import ModelKind, noise_level_grid
-from vrg_core.table_io import save_table
+from vrg_core.fingerprint import fingerprint_weights
+from vrg_core.parameterization import ModelKind
+from webui_parts import SD15_ALPHAS_CUMPROD, TinyUNet, checkpoint, write_table
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "scripts" / "vrg_schedulers.py"
@@ -90,24 +91,18 @@ def load_script(webui, tmp_path, monkeypatch):
     sd_schedulers.schedulers_map.update(saved_map)
 
 
-SD15_ALPHAS_CUMPROD = torch.cumprod(1.0 - torch.linspace(0.00085**0.5, 0.012**0.5, 1000, dtype=torch.float64) ** 2, 0).float()
-
-
-def sd15_wrapper(v_prediction: bool = False):
-    """The wrapper A1111 passes as `inner_model`: k_diffusion's CompVis(V)Denoiser around an SD 1.5-scheduled model."""
+def sd15_wrapper(v_prediction: bool = False, weights: Path | None = None, dtype: torch.dtype = torch.float32):
+    """The wrapper A1111 passes as `inner_model`: k_diffusion's CompVis(V)Denoiser around an SD 1.5-scheduled
+    model whose UNet (`.model.diffusion_model`) holds `weights` (a `checkpoint` file) in `dtype`."""
     import k_diffusion
 
-    ldm = types.SimpleNamespace(alphas_cumprod=SD15_ALPHAS_CUMPROD)  # stand-in for the LDM: its noise schedule only
+    unet = TinyUNet()
+    if weights is not None:
+        unet.load_state_dict(safetensors.torch.load_file(str(weights)))
+    ldm = types.SimpleNamespace(alphas_cumprod=SD15_ALPHAS_CUMPROD,  # stand-in for the LDM: its noise schedule
+                                model=types.SimpleNamespace(diffusion_model=unet.to(dtype)))  # and its UNet
     wrapper = k_diffusion.external.CompVisVDenoiser if v_prediction else k_diffusion.external.CompVisDenoiser
     return wrapper(ldm)
-
-
-def write_table(folder: Path, name: str, kind: ModelKind = ModelKind.EPS) -> Path:
-    """An error table over SD 1.5's noise range, shaped like a real model's (largest at low noise)."""
-    sigmas_sd15 = ((1 - SD15_ALPHAS_CUMPROD.double()) / SD15_ALPHAS_CUMPROD.double()).sqrt()
-    lo, hi = (float(sigmas_sd15[0]), float(sigmas_sd15[-1])) if kind is not ModelKind.CONST else (0.01, 1.0)
-    grid = noise_level_grid(lo, hi, 40, kind)
-    return save_table(ErrorTable.from_mean_error(kind, grid, 0.02 + 1.0 / (1.0 + 4.0 * grid**2)), folder / f"{name}.safetensors")
 
 
 def call_like_the_webui(scheduler, steps: int, inner_model) -> torch.Tensor:
@@ -153,9 +148,10 @@ def test_sigmas_through_the_real_call_convention(webui, load_script, tmp_path, b
     import k_diffusion
 
     sd_schedulers, _ = webui
-    write_table(tmp_path / "models" / "vrg", "mine")
+    weights = checkpoint(tmp_path / "checkpoints")
+    write_table(tmp_path / "models" / "vrg", "mine", made_on=weights)
     load_script()
-    inner = sd15_wrapper()
+    inner = sd15_wrapper(weights=weights)
     label = f"VRG mine ({base.capitalize()})"
 
     sigmas = call_like_the_webui(sd_schedulers.schedulers_map[label], steps, inner)
@@ -179,16 +175,43 @@ def test_table_of_another_model_kind_is_refused_when_sampling(webui, load_script
         call_like_the_webui(sd_schedulers.schedulers_map["vrg_flow_karras"], 10, sd15_wrapper())
 
 
-def test_forge_predictor_kind_is_read_from_prediction_type(webui, load_script, tmp_path):
+def test_a_table_of_another_checkpoint_or_of_none_is_refused_naming_both(webui, load_script, tmp_path):
     sd_schedulers, _ = webui
-    write_table(tmp_path / "models" / "vrg", "mine")
+    mine, other = checkpoint(tmp_path / "checkpoints", "mine", seed=0), checkpoint(tmp_path / "checkpoints", "other", 1)
+    write_table(tmp_path / "models" / "vrg", "theirs", made_on=other)
+    write_table(tmp_path / "models" / "vrg", "unsigned")
     load_script()
-    sigmas = sd15_wrapper().sigmas
-    scheduler = sd_schedulers.schedulers_map["vrg_mine_karras"]
-    forge_eps = types.SimpleNamespace(prediction_type="epsilon", sigmas=sigmas)  # stand-in for Forge's Prediction
-    assert call_like_the_webui(scheduler, 8, forge_eps).shape == (9,)
-    with pytest.raises(VRGError, match=r"loaded model is flow \(const\)"):
-        call_like_the_webui(scheduler, 8, types.SimpleNamespace(prediction_type="const", sigmas=sigmas))
+    loaded = fingerprint_weights(safetensors.torch.load_file(str(mine))).value
+    made = fingerprint_weights(safetensors.torch.load_file(str(other))).value
+    with pytest.raises(VRGError, match=rf"'theirs.safetensors' was measured on another model \(fingerprint {made}\) "
+                                       rf"than the loaded checkpoint \(fingerprint {loaded}\)"):
+        call_like_the_webui(sd_schedulers.schedulers_map["VRG theirs (Karras)"], 10, sd15_wrapper(weights=mine))
+    with pytest.raises(VRGError, match=r"'unsigned.safetensors' does not say which model it was measured on"):
+        call_like_the_webui(sd_schedulers.schedulers_map["VRG unsigned (Karras)"], 10, sd15_wrapper(weights=mine))
+    with pytest.raises(VRGError, match="the same checkpoint loaded in another precision also differs"):
+        write_table(tmp_path / "models" / "vrg", "mine", made_on=mine)
+        load_script()
+        call_like_the_webui(sd_schedulers.schedulers_map["VRG mine (Karras)"], 10,
+                            sd15_wrapper(weights=mine, dtype=torch.float16))
+
+
+def test_lora_changes_in_place_do_not_change_the_checkpoint_it_is(webui, load_script, tmp_path):
+    """A1111's Lora applies weights in place and keeps the originals on the module (`network_weights_backup`,
+    `network_bias_backup`): the table made on the checkpoint still applies with a LoRA on."""
+    sd_schedulers, _ = webui
+    weights = checkpoint(tmp_path / "checkpoints")
+    write_table(tmp_path / "models" / "vrg", "mine", made_on=weights)
+    load_script()
+    inner = sd15_wrapper(weights=weights)
+    conv = inner.inner_model.model.diffusion_model.input_blocks[0][0]
+    conv.network_weights_backup, conv.network_bias_backup = conv.weight.detach().clone(), conv.bias.detach().clone()
+    with torch.no_grad():
+        conv.weight.add_(0.5)
+        conv.bias.add_(0.5)
+    assert call_like_the_webui(sd_schedulers.schedulers_map["VRG mine (Karras)"], 8, inner).shape == (9,)
+    del conv.network_weights_backup, conv.network_bias_backup  # the LoRA'd weights alone: another model
+    with pytest.raises(VRGError, match="was measured on another model"):
+        call_like_the_webui(sd_schedulers.schedulers_map["VRG mine (Karras)"], 8, inner)
 
 
 def test_broken_table_logs_one_line_and_is_not_registered(webui, load_script, tmp_path, caplog):
@@ -232,21 +255,12 @@ def test_missing_dependency_logs_one_line_and_registers_nothing(webui, load_scri
     assert len(records) == 1 and str(module.missing) in records[0].getMessage() and "\n" not in records[0].getMessage()
 
 
-def test_user_table_overrides_bundled_table_of_the_same_name(load_script, tmp_path, monkeypatch):
-    module = load_script()
-    monkeypatch.setattr(module, "BUNDLED_TABLES", tmp_path / "bundled")
-    write_table(tmp_path / "bundled", "other")
-    write_table(tmp_path / "bundled", "shared_name")
-    user = write_table(tmp_path / "models" / "vrg", "shared_name")
-    assert module.table_files() == {"other": tmp_path / "bundled" / "other.safetensors", "shared_name": user}
-
-
-def test_every_bundled_table_registers(webui, load_script, caplog):
+def test_the_bundled_demo_tables_are_not_offered(webui, load_script, tmp_path):
+    """They were measured on the node pack's 16×16 digit models, which no webui checkpoint is."""
     bundled = sorted((REPO / "schedules" / "tables").glob("*.safetensors"))
-    if not bundled:
-        pytest.skip("no bundled tables in schedules/tables yet")
-    with caplog.at_level(logging.WARNING, logger="vrg"):
-        load_script()
-    assert not [r for r in caplog.records if r.name == "vrg"]
+    assert bundled, "the node pack bundles its demo tables in schedules/tables"
+    write_table(tmp_path / "models" / "vrg", "mine")
+    load_script()
     names = {s.name for s in webui[0].schedulers}
-    assert {f"vrg_{p.stem}_{base}" for p in bundled for base in ("karras", "exponential")} <= names
+    assert "vrg_mine_karras" in names
+    assert not {f"vrg_{p.stem}_{base}" for p in bundled for base in ("karras", "exponential")} & names

@@ -74,3 +74,20 @@ def test_unreadable_weights_fall_back_and_the_nodes_say_so(run, table):
         warning = [line for line in ui["text"] if "could not be read" in line]
         assert warning and "input_blocks.0.0.weight" in warning[0] and "names, shapes and dtypes" in warning[0]
     assert torch.isfinite(optimized[0]).all()
+
+
+def test_a_diffusion_model_comfyui_loads_has_the_fingerprint_of_its_file(comfy, tmp_path):
+    """The identity a table records here is what the webui extension compares with its loaded checkpoint
+    (`scripts/vrg_schedulers.py`, which fingerprints the UNet's weights as the file holds them): ComfyUI's own
+    loader (UNETLoader's `comfy.sd.load_diffusion_model`) keeps the file's names, shapes, dtypes and values."""
+    import comfy.sd
+    import safetensors.torch
+
+    from vrg_pack.nodes.model_identity import fingerprint
+    from vrg_pack.vrg_core.fingerprint import fingerprint_weights
+
+    path = tmp_path / "sd3.safetensors"
+    families.save_diffusion_model("sd3", path)
+    model = comfy.sd.load_diffusion_model(str(path))
+    in_file = fingerprint_weights(safetensors.torch.load_file(str(path))).value
+    assert fingerprint(model) == in_file != fingerprint(families.model("sd3", seed=1))

@@ -1,0 +1,83 @@
+"""One case of test_forge.py, in a process of its own: Forge's own `k_diffusion` must be the only one there.
+
+    python tests/forge_child.py FORGE_PATH MODELS_PATH CASE_JSON
+
+Loads Forge's real `modules/sd_schedulers.py` (after `k_diffusion.sampling`, as Forge's start-up
+does), runs scripts/vrg_schedulers.py as the webui does, then calls the scheduler `case["label"]`
+as `KDiffusionSampler.get_sigmas` does, with `inner_model` Forge's `ForgeScheduleLinker` around its
+real predictor `case["predictor"]` (`backend.modules.k_prediction`), `.inner_model` the webui's
+model: `forge_objects.unet.model` (stand-in for Forge's UnetPatcher's model) holds a TinyUNet with
+the checkpoint `case["weights"]`, and LoRA'd weights with their originals in `lora_loader.backup`
+when `case["lora"]`. Prints one JSON line: {"kind", "sigmas"} or {"kind", "error"}.
+"""
+
+import importlib.machinery
+import importlib.util
+import json
+import sys
+import types
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def load_forge(forge: str, models_path: str):
+    sys.path[:0] = [forge, str(REPO), str(REPO / "tests")]
+    spec = importlib.machinery.ModuleSpec("k_diffusion", None, is_package=True)  # Forge's k_diffusion: a folder
+    spec.submodule_search_locations = [str(Path(forge) / "k_diffusion")]  # without __init__ (a namespace package)
+    sys.modules["k_diffusion"] = importlib.util.module_from_spec(spec)
+    shared = types.ModuleType("modules.shared")  # stand-in: only what the script reads
+    shared.models_path = models_path
+    sys.modules["modules.shared"] = shared
+    importlib.import_module("k_diffusion.sampling")
+    importlib.import_module("k_diffusion.external")
+    sd_schedulers = importlib.import_module("modules.sd_schedulers")
+    assert Path(sd_schedulers.__file__).resolve() == (Path(forge) / "modules" / "sd_schedulers.py").resolve()
+    script = importlib.util.spec_from_file_location("vrg_schedulers", REPO / "scripts" / "vrg_schedulers.py")
+    module = importlib.util.module_from_spec(script)
+    script.loader.exec_module(module)
+    return sd_schedulers, module
+
+
+def forge_inner_model(case: dict):
+    import safetensors.torch
+    import torch
+    from backend.modules import k_prediction
+    from k_diffusion.external import ForgeScheduleLinker
+    from webui_parts import TinyUNet
+
+    predictor = {"eps": lambda: k_prediction.Prediction(prediction_type="epsilon"),
+                 "v": lambda: k_prediction.Prediction(prediction_type="v_prediction"),
+                 "flux": k_prediction.PredictionFlux}[case["predictor"]]()
+    unet = TinyUNet()
+    unet.load_state_dict(safetensors.torch.load_file(case["weights"]))
+    backup = {}
+    if case.get("lora"):
+        backup = {f"diffusion_model.{k}": v.detach().clone() for k, v in unet.state_dict().items()}
+        with torch.no_grad():
+            for parameter in unet.parameters():
+                parameter.add_(0.5)
+    patched = types.SimpleNamespace(diffusion_model=unet, predictor=predictor,
+                                    lora_loader=types.SimpleNamespace(backup=backup))
+    linker = ForgeScheduleLinker(predictor)
+    linker.inner_model = types.SimpleNamespace(forge_objects=types.SimpleNamespace(unet=types.SimpleNamespace(model=patched)))
+    return linker
+
+
+def main(forge: str, models_path: str, case: dict) -> dict:
+    import torch
+
+    sd_schedulers, module = load_forge(forge, models_path)
+    inner = forge_inner_model(case)
+    out = {"kind": module.model_kind(inner).value, "labels": [s.label for s in sd_schedulers.schedulers]}
+    scheduler = sd_schedulers.schedulers_map[case["label"]]
+    kwargs = {"sigma_min": inner.sigmas[0].item(), "sigma_max": inner.sigmas[-1].item(), "inner_model": inner}
+    try:
+        out["sigmas"] = scheduler.function(n=case["steps"], **kwargs, device=torch.device("cpu")).tolist()
+    except module.VRGError as e:
+        out["error"] = str(e)
+    return out
+
+
+if __name__ == "__main__":
+    print(json.dumps(main(sys.argv[1], sys.argv[2], json.loads(sys.argv[3]))))

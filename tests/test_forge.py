@@ -1,0 +1,78 @@
+"""The webui extension (scripts/vrg_schedulers.py) against Forge's real code.
+
+`FORGE_PATH` names a Forge checkout (lllyasviel/stable-diffusion-webui-forge, kept outside the
+repo); the python running the tests needs what those modules import, at Forge's versions
+(requirements_versions.txt: diffusers 0.31.0, transformers 4.46.1, torchsde, torchdiffeq, scipy).
+Each case runs in a child process (tests/forge_child.py) with Forge's real `modules/sd_schedulers.py`,
+its own `k_diffusion` (`ForgeScheduleLinker`, what Forge passes a scheduler as `inner_model`) and
+its real predictors (`backend.modules.k_prediction`). Stand-ins: `modules.shared` (only
+`models_path`) and the UnetPatcher's model object (`diffusion_model`, `lora_loader.backup`).
+"""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import safetensors.torch
+
+from vrg_core.fingerprint import fingerprint_weights
+from vrg_core.parameterization import ModelKind
+from webui_parts import checkpoint, write_table
+
+FORGE_PATH = os.environ.get("FORGE_PATH")
+CHILD = Path(__file__).resolve().parent / "forge_child.py"
+
+if not FORGE_PATH:
+    pytest.skip("FORGE_PATH is unset: point it at a checkout of lllyasviel/stable-diffusion-webui-forge",
+                allow_module_level=True)
+
+
+def in_forge(models: Path, **case) -> dict:
+    """tests/forge_child.py's answer for `case`."""
+    done = subprocess.run([sys.executable, str(CHILD), FORGE_PATH, str(models), json.dumps(case)],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture
+def models(tmp_path) -> Path:
+    return tmp_path / "models"
+
+
+def test_forge_samples_a_table_made_on_its_checkpoint_and_reads_its_predictors_kind(models, tmp_path):
+    weights = checkpoint(tmp_path / "checkpoints")
+    write_table(models / "vrg", "mine", made_on=weights)
+    out = in_forge(models, label="VRG mine (Karras)", predictor="eps", weights=str(weights), steps=10)
+    assert out["kind"] == "eps" and "error" not in out, out
+    sigmas = out["sigmas"]
+    assert len(sigmas) == 11 and sigmas[-1] == 0 and all(a > b for a, b in zip(sigmas, sigmas[1:]))
+    assert abs(sigmas[0] - 14.6146) < 1e-3  # Forge's SD 1.5 predictor's σ_max, held
+    assert not any(label.startswith("VRG demo") for label in out["labels"])
+    assert in_forge(models, label="VRG mine (Karras)", predictor="v", weights=str(weights), steps=10)["kind"] \
+        == "v_prediction"
+
+
+def test_forge_refuses_a_table_of_another_checkpoint_or_kind(models, tmp_path):
+    mine, other = checkpoint(tmp_path / "checkpoints", "mine", 0), checkpoint(tmp_path / "checkpoints", "other", 1)
+    write_table(models / "vrg", "theirs", made_on=other)
+    write_table(models / "vrg", "flowtable", ModelKind.CONST, made_on=mine)
+    out = in_forge(models, label="VRG theirs (Karras)", predictor="eps", weights=str(mine), steps=8)
+    made = fingerprint_weights(safetensors.torch.load_file(str(other))).value
+    loaded = fingerprint_weights(safetensors.torch.load_file(str(mine))).value
+    assert f"measured on another model (fingerprint {made}) than the loaded checkpoint (fingerprint {loaded})" \
+        in out["error"]
+    out = in_forge(models, label="VRG flowtable (Karras)", predictor="eps", weights=str(mine), steps=8)
+    assert "measured on a flow (const) model but the loaded model is eps" in out["error"]
+    out = in_forge(models, label="VRG flowtable (Karras)", predictor="flux", weights=str(mine), steps=8)
+    assert out["kind"] == "const" and len(out["sigmas"]) == 9
+
+
+def test_forge_lora_originals_keep_the_checkpoint_it_is(models, tmp_path):
+    weights = checkpoint(tmp_path / "checkpoints")
+    write_table(models / "vrg", "mine", made_on=weights)
+    out = in_forge(models, label="VRG mine (Karras)", predictor="eps", weights=str(weights), steps=8, lora=True)
+    assert "error" not in out and len(out["sigmas"]) == 9
