@@ -1,15 +1,19 @@
 """VRG schedules in the "Schedule type" dropdown of AUTOMATIC1111's webui and Forge.
 
 The webui runs this file at start-up (and on "Reload UI"); the extension folder (this
-repository) is put on `sys.path` so that `vrg_core` imports. For every error table of the
-user's (`models/vrg/*.safetensors`) it adds two schedulers to `modules.sd_schedulers`:
-`vrg_<table>_karras` "VRG <table> (Karras)" and `vrg_<table>_exponential` "VRG <table>
-(Exponential)". Each builds k-diffusion's base schedule for the steps asked and returns it
-VRG-optimised (γ auto, first σ kept) — only for the checkpoint the table was measured on: the
-table's model fingerprint must be the loaded diffusion model's (`vrg_core.fingerprint`, the
-weights as loaded, before LoRA), else the generation stops with a message naming both. The
-tables bundled with the node pack are not offered: they were measured on its 16×16 digit demo
-models, which the webui does not load.
+repository) is put on `sys.path` so that `vrg_core` imports. It adds to `modules.sd_schedulers`:
+
+- for every VRG+ schedule file (`models/vrg/schedules/*.json`, `vrg_core.schedule_file`: searched
+  in ComfyUI or with the CLI), `vrgplus_<file>` "VRG+ <file> (<sampler>, <steps> steps)", which
+  returns the file's schedule for the steps asked;
+- for every error table (`models/vrg/*.safetensors`), `vrg_<table>_karras` "VRG <table> (Karras)"
+  and `vrg_<table>_exponential` "VRG <table> (Exponential)": k-diffusion's base schedule for
+  the steps asked, VRG-optimised (γ auto, first σ kept).
+
+Each serves only the checkpoint it was made on: the file's model fingerprint must be the loaded
+diffusion model's (`vrg_core.fingerprint`, the weights as loaded, before LoRA), and its model kind
+the loaded one's, else the generation stops with a message naming both. The tables bundled with
+the node pack are not offered: they were measured on its 16×16 digit demo models.
 
 A missing dependency or an unreadable table logs one line; the webui starts without it.
 """
@@ -23,7 +27,7 @@ log = logging.getLogger("vrg")
 EXTENSION_ROOT = Path(__file__).resolve().parent.parent
 if str(EXTENSION_ROOT) not in sys.path:
     sys.path.append(str(EXTENSION_ROOT))
-PREFIX = "vrg_"
+PREFIX, PLUS_PREFIX = "vrg_", "vrgplus_"
 BASES = {"karras": "Karras", "exponential": "Exponential"}  # k_diffusion.sampling.get_sigmas_<key>
 
 try:
@@ -34,6 +38,7 @@ try:
     from vrg_core.fingerprint import fingerprint_weights
     from vrg_core.optimize import optimize_sigmas
     from vrg_core.parameterization import ModelKind
+    from vrg_core.schedule_file import load_schedule
     from vrg_core.table_io import load_table
 except ImportError as e:
     missing = e
@@ -44,6 +49,11 @@ else:
 def table_files() -> dict:
     """Table name → file, for the tables in the webui's `models/vrg/`."""
     return {path.stem: path for path in sorted((Path(shared.models_path) / "vrg").glob("*.safetensors"))}
+
+
+def schedule_files() -> dict:
+    """Schedule name → file, for the VRG+ schedule files in the webui's `models/vrg/schedules/`."""
+    return {path.stem: path for path in sorted((Path(shared.models_path) / "vrg" / "schedules").glob("*.json"))}
 
 
 def diffusion_weights(inner_model) -> dict:
@@ -82,18 +92,22 @@ def diffusion_weights(inner_model) -> dict:
     return weights
 
 
-def check_same_model(table, table_file: str, inner_model) -> None:
-    """VRGError unless `table` was measured on the loaded checkpoint (its weights' fingerprint)."""
-    measured_on = table.info.model_fingerprint
-    if not measured_on:
-        raise VRGError(f"VRG table '{table_file}' does not say which model it was measured on, so it is not used; "
-                       "profile this checkpoint (ComfyUI: VRG Profile, then VRG Save Error Table)")
+def check_same_model(kind: "ModelKind", made_on: str, what: str, inner_model) -> None:
+    """VRGError unless `what` (a table or schedule file, of model `kind` and fingerprint `made_on`) was made on
+    the loaded checkpoint: its kind, then its weights' fingerprint."""
+    loaded_kind = model_kind(inner_model)
+    if kind != loaded_kind:
+        raise VRGError(f"{what} was measured on a {kind.label} model but the loaded model is {loaded_kind.label}; "
+                       "pick a VRG schedule type made for this model")
+    if not made_on:
+        raise VRGError(f"{what} does not say which model it was measured on, so it is not used; profile this "
+                       "checkpoint (ComfyUI: VRG Profile, then VRG Save Error Table)")
     loaded = fingerprint_weights(diffusion_weights(inner_model))
-    if loaded.value != measured_on:
-        raise VRGError(f"VRG table '{table_file}' was measured on another model (fingerprint {measured_on}) than the "
-                       f"loaded checkpoint (fingerprint {loaded.value}); the same checkpoint loaded in another "
-                       "precision also differs. Pick a VRG schedule type whose table was made on this checkpoint, "
-                       "or profile it" + (f" ({loaded.note()})" if not loaded.complete else ""))
+    if loaded.value != made_on:
+        raise VRGError(f"{what} was measured on another model (fingerprint {made_on}) than the loaded checkpoint "
+                       f"(fingerprint {loaded.value}); the same checkpoint loaded in another precision also differs. "
+                       "Pick a VRG schedule type made on this checkpoint, or make one on it"
+                       + (f" ({loaded.note()})" if not loaded.complete else ""))
 
 
 def model_kind(inner_model) -> "ModelKind":
@@ -111,42 +125,62 @@ def model_kind(inner_model) -> "ModelKind":
     raise VRGError(f"VRG cannot tell which kind of model '{type(inner_model).__name__}' is; use a non-VRG schedule type")
 
 
-def scheduler_function(table, table_file: str, base_sigmas):
+def table_scheduler(table, table_file: str, base_sigmas):
     """The webui scheduler for one table and one k-diffusion base schedule."""
 
     def vrg_sigmas(n, sigma_min, sigma_max, inner_model, device):
-        kind = model_kind(inner_model)
-        if kind != table.kind:
-            raise VRGError(
-                f"VRG table '{table_file}' was measured on a {table.kind.label} model but the loaded model is "
-                f"{kind.label}; pick a VRG schedule type whose table was made for this model"
-            )
-        check_same_model(table, table_file, inner_model)
+        check_same_model(table.kind, table.info.model_fingerprint, f"VRG table '{table_file}'", inner_model)
         base = base_sigmas(n, sigma_min, sigma_max, device="cpu")
         return torch.tensor(optimize_sigmas(base, table).sigmas, dtype=torch.float32, device=device)
 
     return vrg_sigmas
 
 
-def register(files: dict) -> None:
-    """Append one scheduler per table and base to the webui's list, replacing earlier VRG entries."""
-    entries = []
-    for name, path in files.items():
+def searched_scheduler(schedule, schedule_file: str):
+    """The webui scheduler for one VRG+ schedule file: its schedule for the steps asked."""
+
+    def vrg_plus_sigmas(n, sigma_min, sigma_max, inner_model, device):
+        what = f"VRG+ schedule '{schedule_file}'"
+        check_same_model(schedule.kind, schedule.model_fingerprint, what, inner_model)
+        return torch.tensor(schedule.sigmas(n, what), dtype=torch.float32, device=device)
+
+    return vrg_plus_sigmas
+
+
+def entries(tables: dict, schedules: dict) -> list:
+    """The webui's schedulers for `tables` and `schedules` ({name: file}); an unreadable file logs one line."""
+    found = []
+    for name, path in schedules.items():
+        try:
+            schedule = load_schedule(path)
+        except (VRGError, OSError) as e:
+            log.warning("VRG: schedule '%s' not registered: %s", path, e)
+            continue
+        found.append(sd_schedulers.Scheduler(f"{PLUS_PREFIX}{name}", f"VRG+ {name} ({schedule.sampler}, "
+                                             f"{schedule.counts} steps)", searched_scheduler(schedule, path.name),
+                                             need_inner_model=True))
+    for name, path in tables.items():
         try:
             table = load_table(path)
         except (VRGError, OSError) as e:
             log.warning("VRG: table '%s' not registered: %s", path, e)
             continue
         for base, label in BASES.items():
-            function = scheduler_function(table, path.name, getattr(k_diffusion.sampling, f"get_sigmas_{base}"))
-            entries.append(sd_schedulers.Scheduler(f"{PREFIX}{name}_{base}", f"VRG {name} ({label})", function, need_inner_model=True))
+            function = table_scheduler(table, path.name, getattr(k_diffusion.sampling, f"get_sigmas_{base}"))
+            found.append(sd_schedulers.Scheduler(f"{PREFIX}{name}_{base}", f"VRG {name} ({label})", function,
+                                                 need_inner_model=True))
+    return found
+
+
+def register(added: list) -> None:
+    """Append `added` to the webui's scheduler list, replacing earlier VRG entries."""
     schedulers = sd_schedulers.schedulers
-    schedulers[:] = [s for s in schedulers if not s.name.startswith(PREFIX)] + entries
+    schedulers[:] = [s for s in schedulers if not s.name.startswith((PREFIX, PLUS_PREFIX))] + added
     sd_schedulers.schedulers_map.clear()
     sd_schedulers.schedulers_map.update({**{s.name: s for s in schedulers}, **{s.label: s for s in schedulers}})
 
 
 if missing is None:
-    register(table_files())
+    register(entries(table_files(), schedule_files()))
 else:
     log.warning("VRG: schedules not registered (%s); VRG needs webui 1.9+ or Forge, with numpy, scipy and safetensors", missing)

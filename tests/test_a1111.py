@@ -22,9 +22,8 @@ import safetensors.torch
 import torch
 
 from vrg_core.errors import VRGError
-from vrg_core.fingerprint import fingerprint_weights
 from vrg_core.parameterization import ModelKind
-from webui_parts import SD15_ALPHAS_CUMPROD, TinyUNet, checkpoint, write_table
+from webui_parts import SD15_ALPHAS_CUMPROD, TinyUNet, checkpoint, fingerprint_of, write_schedule, write_table
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "scripts" / "vrg_schedulers.py"
@@ -181,8 +180,7 @@ def test_a_table_of_another_checkpoint_or_of_none_is_refused_naming_both(webui, 
     write_table(tmp_path / "models" / "vrg", "theirs", made_on=other)
     write_table(tmp_path / "models" / "vrg", "unsigned")
     load_script()
-    loaded = fingerprint_weights(safetensors.torch.load_file(str(mine))).value
-    made = fingerprint_weights(safetensors.torch.load_file(str(other))).value
+    loaded, made = fingerprint_of(mine), fingerprint_of(other)
     with pytest.raises(VRGError, match=rf"'theirs.safetensors' was measured on another model \(fingerprint {made}\) "
                                        rf"than the loaded checkpoint \(fingerprint {loaded}\)"):
         call_like_the_webui(sd_schedulers.schedulers_map["VRG theirs (Karras)"], 10, sd15_wrapper(weights=mine))
@@ -193,6 +191,30 @@ def test_a_table_of_another_checkpoint_or_of_none_is_refused_naming_both(webui, 
         load_script()
         call_like_the_webui(sd_schedulers.schedulers_map["VRG mine (Karras)"], 10,
                             sd15_wrapper(weights=mine, dtype=torch.float16))
+
+
+def test_a_vrg_plus_schedule_file_serves_its_counts_on_its_checkpoint_only(webui, load_script, tmp_path, caplog):
+    sd_schedulers, _ = webui
+    mine, other = checkpoint(tmp_path / "checkpoints", "mine", 0), checkpoint(tmp_path / "checkpoints", "other", 1)
+    folder = tmp_path / "models" / "vrg" / "schedules"
+    schedule = write_schedule(folder, "sd15 euler", mine)
+    write_schedule(folder, "theirs", other)
+    (folder / "broken.json").write_text("{")
+    with caplog.at_level(logging.WARNING, logger="vrg"):
+        load_script()
+    records = [r.getMessage() for r in caplog.records if r.name == "vrg"]
+    assert len(records) == 1 and "broken.json" in records[0] and "is not JSON" in records[0]
+    scheduler = sd_schedulers.schedulers_map["VRG+ sd15 euler (euler, 4-8 steps)"]
+    assert scheduler.name == "vrgplus_sd15 euler" and scheduler.need_inner_model
+    for steps in (4, 6, 8):
+        sigmas = call_like_the_webui(scheduler, steps, sd15_wrapper(weights=mine))
+        assert sigmas.dtype == torch.float32 and torch.equal(sigmas, torch.tensor(schedule.sigmas(steps)).float())
+    with pytest.raises(VRGError, match=r"VRG\+ schedule 'sd15 euler.json' was searched for 4-8 steps, not 9"):
+        call_like_the_webui(scheduler, 9, sd15_wrapper(weights=mine))
+    with pytest.raises(VRGError, match=rf"'theirs.json' was measured on another model \(fingerprint {fingerprint_of(other)}"):
+        call_like_the_webui(sd_schedulers.schedulers_map["vrgplus_theirs"], 6, sd15_wrapper(weights=mine))
+    with pytest.raises(VRGError, match=r"'sd15 euler.json' was measured on a eps model but the loaded model is v_pred"):
+        call_like_the_webui(scheduler, 6, sd15_wrapper(v_prediction=True, weights=mine))
 
 
 def test_lora_changes_in_place_do_not_change_the_checkpoint_it_is(webui, load_script, tmp_path):

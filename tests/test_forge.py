@@ -16,11 +16,10 @@ import sys
 from pathlib import Path
 
 import pytest
-import safetensors.torch
+import torch
 
-from vrg_core.fingerprint import fingerprint_weights
 from vrg_core.parameterization import ModelKind
-from webui_parts import checkpoint, write_table
+from webui_parts import checkpoint, fingerprint_of, write_schedule, write_table
 
 FORGE_PATH = os.environ.get("FORGE_PATH")
 CHILD = Path(__file__).resolve().parent / "forge_child.py"
@@ -61,8 +60,7 @@ def test_forge_refuses_a_table_of_another_checkpoint_or_kind(models, tmp_path):
     write_table(models / "vrg", "theirs", made_on=other)
     write_table(models / "vrg", "flowtable", ModelKind.CONST, made_on=mine)
     out = in_forge(models, label="VRG theirs (Karras)", predictor="eps", weights=str(mine), steps=8)
-    made = fingerprint_weights(safetensors.torch.load_file(str(other))).value
-    loaded = fingerprint_weights(safetensors.torch.load_file(str(mine))).value
+    made, loaded = fingerprint_of(other), fingerprint_of(mine)
     assert f"measured on another model (fingerprint {made}) than the loaded checkpoint (fingerprint {loaded})" \
         in out["error"]
     out = in_forge(models, label="VRG flowtable (Karras)", predictor="eps", weights=str(mine), steps=8)
@@ -76,3 +74,12 @@ def test_forge_lora_originals_keep_the_checkpoint_it_is(models, tmp_path):
     write_table(models / "vrg", "mine", made_on=weights)
     out = in_forge(models, label="VRG mine (Karras)", predictor="eps", weights=str(weights), steps=8, lora=True)
     assert "error" not in out and len(out["sigmas"]) == 9
+
+
+def test_forge_samples_a_vrg_plus_schedule_file_on_its_checkpoint_only(models, tmp_path):
+    mine, other = checkpoint(tmp_path / "checkpoints", "mine", 0), checkpoint(tmp_path / "checkpoints", "other", 1)
+    schedule = write_schedule(models / "vrg" / "schedules", "mine", mine)
+    out = in_forge(models, label="VRG+ mine (euler, 4-8 steps)", predictor="eps", weights=str(mine), steps=6)
+    assert out["sigmas"] == [float(v) for v in torch.tensor(schedule.sigmas(6)).float()]
+    out = in_forge(models, label="VRG+ mine (euler, 4-8 steps)", predictor="eps", weights=str(other), steps=6)
+    assert f"was measured on another model (fingerprint {fingerprint_of(mine)})" in out["error"]

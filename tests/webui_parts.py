@@ -3,12 +3,14 @@
 import dataclasses
 from pathlib import Path
 
+import numpy as np
 import safetensors.torch
 import torch
 
 from vrg_core.error_table import ErrorTable
 from vrg_core.fingerprint import fingerprint_weights
 from vrg_core.parameterization import ModelKind, noise_level_grid
+from vrg_core.schedule_file import ScheduleFile, save_schedule
 from vrg_core.table_io import save_table
 
 SD15_ALPHAS_CUMPROD = torch.cumprod(1.0 - torch.linspace(0.00085**0.5, 0.012**0.5, 1000, dtype=torch.float64) ** 2, 0).float()
@@ -44,6 +46,19 @@ def write_table(folder: Path, name: str, kind: ModelKind = ModelKind.EPS, made_o
     grid = noise_level_grid(lo, hi, 40, kind)
     table = ErrorTable.from_mean_error(kind, grid, 0.02 + 1.0 / (1.0 + 4.0 * grid**2))
     if made_on is not None:
-        made = fingerprint_weights(safetensors.torch.load_file(str(made_on))).value
-        table = dataclasses.replace(table, info=dataclasses.replace(table.info, model_fingerprint=made))
+        table = dataclasses.replace(table, info=dataclasses.replace(table.info, model_fingerprint=fingerprint_of(made_on)))
     return save_table(table, folder / f"{name}.safetensors")
+
+
+def fingerprint_of(weights: Path) -> str:
+    """The fingerprint ComfyUI's node pack records for a diffusion model holding checkpoint `weights`."""
+    return fingerprint_weights(safetensors.torch.load_file(str(weights))).value
+
+
+def write_schedule(folder: Path, name: str, weights: Path, kind: ModelKind = ModelKind.EPS) -> ScheduleFile:
+    """A VRG+ schedule file for 4-8 steps of euler at cfg 7, searched (as it says) on checkpoint `weights`."""
+    top = float(((1 - SD15_ALPHAS_CUMPROD[-1]) / SD15_ALPHAS_CUMPROD[-1]).sqrt()) if kind is not ModelKind.CONST else 1.0
+    schedules = {n: np.append(np.geomspace(top, top / 300, n), 0.0) for n in range(4, 9)}
+    schedule = ScheduleFile(fingerprint_of(weights), kind, "euler", 7.0, schedules, "test")
+    save_schedule(schedule, folder / f"{name}.json")
+    return schedule
