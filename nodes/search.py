@@ -27,6 +27,7 @@ from .guided import check_guidance, run_guided
 from .host import (base_scheduler_names, candidate_schedules, comfy_sampler, covered_samplers, ksampler_sigmas,
                    model_kind, start_states)
 from .model_identity import fingerprint, table_warnings
+from .searched_file import save_searched, schedule_path
 from .tables import FOLDER, load_choice, table_choices
 from .vrg_scheduler import Searched, Settings, with_settings
 
@@ -149,6 +150,10 @@ class VRGSearchSchedule(io.ComfyNode):
                                 tooltip="The step counts the 'vrg' scheduler serves from this one search, e.g. "
                                         "4-30: searched at a few of them (4, 8, 16, 30), interpolated between. One "
                                         "number, or empty: steps alone."),
+                io.String.Input("save_as", default="", optional=True,
+                                tooltip="Optional: a name to save the schedules as, in models/vrg/schedules/<name>."
+                                        "json: VRG Load Searched Schedule serves them, and the webui extension offers "
+                                        "them as a schedule type, on this model only."),
             ],
             outputs=[io.Sigmas.Output(display_name="sigmas"), io.Model.Output(display_name="model"),
                      io.Image.Output(display_name="plot")],
@@ -158,11 +163,12 @@ class VRGSearchSchedule(io.ComfyNode):
     @classmethod
     def execute(cls, model, latent, sampler_name, scheduler, steps, seed, evaluations, batch_size, cfg, use_cache,
                 table=NO_TABLE, variance_weight=DEFAULT_VARIANCE_WEIGHT, positive=None,
-                negative=None, other_prompt=None, step_range=DEFAULT_RANGE) -> io.NodeOutput:
+                negative=None, other_prompt=None, step_range=DEFAULT_RANGE, save_as="") -> io.NodeOutput:
         check_choice("sampler_name", sampler_name, covered_samplers())
         check_choice("scheduler", scheduler, base_scheduler_names())
         check_guidance(cfg, negative)
         served = served_range(step_range, steps)
+        target = schedule_path(save_as) if save_as.strip() else None  # a bad name refused before the search
         error_table = None if table == NO_TABLE else load_choice(table)
         if error_table is None and variance_weight > 0:
             raise VRGError(f"variance weight {variance_weight:g} needs an error table: pick one, or set it to 0")
@@ -187,6 +193,10 @@ class VRGSearchSchedule(io.ComfyNode):
                                  ksampler_sigmas(model.get_model_object("model_sampling"), scheduler, steps,
                                                  sampler_name).double().numpy(), searched,
                                  time.perf_counter() - started)
+        if target is not None:
+            made_by = (f"VRG+ in ComfyUI: {sampler_name}, {searched.steps} steps, cfg {cfg:g}, base {scheduler}, "
+                       f"seed {seed}, {evaluations} evaluations")
+            text += f"\nsaved as {save_searched(target, model, searched, made_by).name} in models/vrg/schedules/"
         result = family.anchors.get(steps)
         plot = png_to_image(search_png(result) if result is not None else family_png(family, steps, ui["base_sigmas"]))
         return io.NodeOutput(searched.schedules[steps], patched, plot, ui=report(cls, text, warnings, panel=True, **ui))

@@ -30,22 +30,23 @@ def register_folder() -> None:
 MAX_NAME_BYTES = 200  # below the usual 255-byte file-name limit, leaving room for the temporary file's affixes
 
 
-def save_path(name: str) -> Path:
-    """Where table `name` is saved: models/vrg/<name>.safetensors, never outside that folder."""
-    root = Path(folder_paths.get_folder_paths(FOLDER)[0]).resolve()
+def save_path(name: str, what: str = "table", suffix: str = ".safetensors", folder: str = FOLDER) -> Path:
+    """Where `what` `name` is saved: <`folder`'s first path>/<name><suffix>, never outside that folder."""
+    root = Path(folder_paths.get_folder_paths(folder)[0]).resolve()
+    shown = f"models/{FOLDER}/" + ("" if folder == FOLDER else f"{root.name}/")
     clean = name.strip()
     if not clean:
-        raise VRGError("give the table a file name, e.g. 'sd15_cfg7'")
+        raise VRGError(f"give the {what} a file name, e.g. 'sd15_cfg7'")
     if "\x00" in clean:
-        raise VRGError(f"table name {name!r} contains a NUL byte; use a plain name such as 'sd15_cfg7'")
-    if not clean.lower().endswith(".safetensors"):
-        clean += ".safetensors"
+        raise VRGError(f"{what} name {name!r} contains a NUL byte; use a plain name such as 'sd15_cfg7'")
+    if not clean.lower().endswith(suffix):
+        clean += suffix
     if len(Path(clean).name.encode()) > MAX_NAME_BYTES:
-        raise VRGError(f"table name '{clean[:40]}…' is {len(name.strip())} characters long; file systems allow about "
+        raise VRGError(f"{what} name '{clean[:40]}…' is {len(name.strip())} characters long; file systems allow about "
                        f"{MAX_NAME_BYTES} bytes: use a shorter name such as 'sd15_cfg7'")
     path = (root / clean).resolve()
     if root not in path.parents:
-        raise VRGError(f"table name {name!r} points outside models/{FOLDER}/; use a plain name such as 'sd15_cfg7'")
+        raise VRGError(f"{what} name {name!r} points outside {shown}; use a plain name such as 'sd15_cfg7'")
     return path
 
 

@@ -204,3 +204,44 @@ def test_search_node_uses_only_the_latent_size_and_sets_a_damaged_cache_aside(ru
     assert len(aside) == 1 and aside[0].read_text() == "{not json"
     assert json.loads(cache.read_text())["format"] == "vrg-search-cache"
     aside[0].unlink()
+
+
+def test_a_search_saved_as_a_file_is_served_on_its_model_only(run, inputs):
+    """save_as writes every count of the family to models/vrg/schedules/<name>.json (the file the webui reads);
+    VRG Load Searched Schedule serves it on the model it was searched on, its `vrg` scheduler the same schedules,
+    and refuses another model of the same kind or of another kind, naming both; a bad name is refused first."""
+    from pathlib import Path
+
+    import comfy.samplers
+    import folder_paths
+
+    import families
+    from vrg_pack.nodes.model_identity import fingerprint
+    from vrg_pack.vrg_core.errors import VRGError
+    from vrg_pack.vrg_core.schedule_file import load_schedule
+
+    family = {**inputs, "steps": 6, "step_range": "4-8", "evaluations": 1200, "seed": 3}  # cached by the test above
+    out = run("VRGSearchSchedule", **family, save_as="demo eps dpmpp")
+    assert "\nsaved as demo eps dpmpp.json in models/vrg/schedules/" in out.ui["text"][0]
+    saved = load_schedule(Path(folder_paths.get_folder_paths("vrg_schedules")[0]) / "demo eps dpmpp.json")
+    assert (saved.model_fingerprint, saved.sampler, saved.cfg, saved.counts) == \
+        (fingerprint(inputs["model"]), "dpmpp_2m", 1.0, "4-8")
+    assert "demo eps dpmpp.json" in folder_paths.get_filename_list("vrg_schedules")
+
+    loaded = run("VRGLoadSearchedSchedule", model=inputs["model"], schedule="demo eps dpmpp.json", steps=6)
+    assert torch.equal(loaded[0], out[0]) and "dpmpp_2m, 4-8 steps, cfg 1, searched on this model" in loaded.ui["text"][0]
+    for steps in range(4, 9):
+        served, searched = (comfy.samplers.calculate_sigmas(m.get_model_object("model_sampling"), "vrg", steps)
+                            for m in (loaded[1], out[1]))
+        assert torch.equal(served, searched)
+    with pytest.raises(VRGError, match="searched for 4-8 steps, not 9"):
+        run("VRGLoadSearchedSchedule", model=inputs["model"], schedule="demo eps dpmpp.json", steps=9)
+    other = families.model("sd15")
+    with pytest.raises(VRGError, match=rf"searched on another model \(fingerprint {saved.model_fingerprint}\) than this "
+                                       rf"one \(fingerprint {fingerprint(other)}\)"):
+        run("VRGLoadSearchedSchedule", model=other, schedule="demo eps dpmpp.json", steps=6)
+    with pytest.raises(VRGError, match="searched on a eps model but this model is flow"):
+        run("VRGLoadSearchedSchedule", model=run("VRGDemoModel", model="flow")[0], schedule="demo eps dpmpp.json",
+            steps=6)
+    with pytest.raises(VRGError, match=r"schedule name '../escape' points outside models/vrg/schedules/"):
+        run("VRGSearchSchedule", **{**family, "use_cache": False}, save_as="../escape")
