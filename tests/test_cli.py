@@ -9,8 +9,10 @@ import numpy as np
 import pytest
 
 from vrg_core.cli import main
+from vrg_core.demo import load_demo_model
 from vrg_core.error_table import ErrorTable
 from vrg_core.parameterization import ModelKind, noise_level_grid
+from vrg_core.schedule_file import load_schedule
 from vrg_core.table_io import save_table
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -119,10 +121,16 @@ def test_search_for_a_step_range_serves_every_count_from_its_anchors(tmp_path):
     assert sorted(map(int, out["schedules"])) == [4, 5, 6, 7, 8] and out["schedules"]["8"] == out["searches"]["8"]["sigmas"]
     assert all(len(s) == int(n) + 1 and s[-1] == 0 for n, s in out["schedules"].items())
     assert sum(r["evaluations"] for r in out["searches"].values()) <= 1200
-    text = run("search", "--model", "flow", "--steps", "4-8", "--evaluations", "1200", "--cache", str(tmp_path))
+    text = run("search", "--model", "flow", "--steps", "4-8", "--evaluations", "1200", "--cache", str(tmp_path),
+               "--save", str(tmp_path / "saved" / "flow.json"))
     assert text.returncode == 0 and "(cached; kept" in text.stdout and "sigmas for 6 steps (interpolated): " in text.stdout
+    saved = load_schedule(tmp_path / "saved" / "flow.json")  # the file ComfyUI's loader and the webui read
+    assert (saved.model_fingerprint, saved.kind, saved.sampler, saved.cfg, saved.counts) == \
+        (load_demo_model("flow").fingerprint, ModelKind.CONST, "euler", 1.0, "4-8")
+    assert all(saved.sigmas(int(n)).tolist() == s for n, s in out["schedules"].items())
     for bad, needle in ((("--steps", "8-4"), "step range '8-4'"), (("--steps", "4-8", "--sigmas", "14,1,0"), "--sigmas"),
-                        (("--steps", "4-30", "--evaluations", "1000"), "allow at least")):
+                        (("--steps", "4-30", "--evaluations", "1000"), "allow at least"),
+                        (("--save", "flow.txt"), "--save: 'flow.txt' must end in .json")):
         refused = run("search", *bad)
         assert refused.returncode == 2 and needle in refused.stderr and "Traceback" not in refused.stderr
 

@@ -21,6 +21,7 @@ from .objective import schedule_from_text
 from .optimize import METHODS, START_MODES, OptimizeResult, optimize_sigmas
 from .error_table import INTERPOLATIONS
 from .parameterization import ModelKind
+from .schedule_file import ScheduleFile, save_schedule
 from .search import DEFAULT_EVALUATIONS, DEFAULT_VARIANCE_WEIGHT, MAX_STEPS, SAMPLERS as SEARCH_SAMPLERS, as_sampler
 from .search.family import DEFAULT_FAMILY_EVALUATIONS
 from .table_io import load_table, official_trajectory_from_text, read_limited, save_table
@@ -49,17 +50,21 @@ def at_least(low: int):
     return parse
 
 
-def table_out_path(text: str) -> Path:
-    """An argparse type: where a new table goes — a .safetensors name in a folder that exists or can be made."""
-    path = Path(text)
-    if path.suffix.lower() != ".safetensors":
-        raise argparse.ArgumentTypeError(f"{text!r} must end in .safetensors, e.g. 'my_model.safetensors'")
-    if path.is_dir():
-        raise argparse.ArgumentTypeError(f"{text!r} is a folder; give a file name ending in .safetensors")
-    existing = next(p for p in path.absolute().parents if p.exists())
-    if not existing.is_dir():
-        raise argparse.ArgumentTypeError(f"'{existing}' is a file, so {text!r} cannot be created; pick another folder")
-    return path
+def out_path(suffix: str, example: str):
+    """An argparse type: where a new file goes — a name ending in `suffix` in a folder that exists or can be made."""
+
+    def parse(text: str) -> Path:
+        path = Path(text)
+        if path.suffix.lower() != suffix:
+            raise argparse.ArgumentTypeError(f"{text!r} must end in {suffix}, e.g. '{example}'")
+        if path.is_dir():
+            raise argparse.ArgumentTypeError(f"{text!r} is a folder; give a file name ending in {suffix}")
+        existing = next(p for p in path.absolute().parents if p.exists())
+        if not existing.is_dir():
+            raise argparse.ArgumentTypeError(f"'{existing}' is a file, so {text!r} cannot be created; pick another folder")
+        return path
+
+    return parse
 
 
 def _table_for(path: str, kind: str | None) -> ErrorTable:
@@ -185,6 +190,10 @@ def cmd_search(a: argparse.Namespace) -> None:
     for warning in cache.warnings if cache else []:
         print(f"warning: {warning}", file=sys.stderr)
     schedules = {n: family.sigmas(n) for n in range(served.low, served.high + 1)}
+    if a.save is not None:
+        made_by = (f"VRG+ with the CLI: demo {a.model} model, {a.sampler}, {served} steps, seed {a.seed}, "
+                   f"{family.evaluations} evaluations")
+        save_schedule(ScheduleFile(model.fingerprint, model.kind, a.sampler, 1.0, schedules, made_by), a.save)
     if a.json:  # one count: its search's record; a range: each anchor's, and the schedule of every count
         print(json.dumps({**results[served.low].to_record(), "cached": bool(hits)} if single else
                          {"steps": str(served), "cached": hits, "searches": {n: r.to_record() for n, r in results.items()},
@@ -353,6 +362,9 @@ def build_parser() -> argparse.ArgumentParser:
     se.add_argument("--seed", type=int, default=0, help="seed of the teacher trajectories' noise")
     se.add_argument("--cache", type=Path, metavar="FOLDER",
                     help="reuse / store searches in FOLDER/vrg_search_cache.json")
+    se.add_argument("--save", type=out_path(".json", "demo_eps_euler.json"), metavar="FILE.json",
+                    help="also write every step count's schedule to FILE.json, a VRG+ schedule file (ComfyUI's VRG "
+                         "Load Searched Schedule and the webui read it, on the model it was searched on)")
     se.add_argument("--json", action="store_true", help="print one JSON object")
     se.set_defaults(run=cmd_search)
 
@@ -381,7 +393,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     pr = sub.add_parser("profile", help="profile a bundled demo model into a table file", **shown)
     pr.add_argument("--model", default="eps", choices=("eps", "flow"), help="the bundled demo model")
-    pr.add_argument("--out", required=True, type=table_out_path, help="the table file to write (.safetensors)")
+    pr.add_argument("--out", required=True, type=out_path(".safetensors", "my_model.safetensors"),
+                    help="the table file to write (.safetensors)")
     pr.add_argument("--grid", type=at_least(2), default=32, help="noise levels")
     pr.add_argument("--samples", type=at_least(1), default=64, help="samples per level")
     pr.add_argument("--batch", type=at_least(1), default=256, help="samples per model call")
