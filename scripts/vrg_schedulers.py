@@ -147,24 +147,21 @@ def searched_scheduler(schedule, schedule_file: str):
     return vrg_plus_sigmas
 
 
+def readable(files: dict, load, what: str):
+    """(name, path, what `load` reads) for each of `files` ({name: path}); one log line for each it cannot read."""
+    for name, path in files.items():
+        try:
+            yield name, path, load(path)
+        except (VRGError, OSError) as e:
+            log.warning("VRG: %s '%s' not registered: %s", what, path, e)
+
+
 def entries(tables: dict, schedules: dict) -> list:
-    """The webui's schedulers for `tables` and `schedules` ({name: file}); an unreadable file logs one line."""
-    found = []
-    for name, path in schedules.items():
-        try:
-            schedule = load_schedule(path)
-        except (VRGError, OSError) as e:
-            log.warning("VRG: schedule '%s' not registered: %s", path, e)
-            continue
-        found.append(sd_schedulers.Scheduler(f"{PLUS_PREFIX}{name}", f"VRG+ {name} ({schedule.sampler}, "
-                                             f"{schedule.counts} steps)", searched_scheduler(schedule, path.name),
-                                             need_inner_model=True))
-    for name, path in tables.items():
-        try:
-            table = load_table(path)
-        except (VRGError, OSError) as e:
-            log.warning("VRG: table '%s' not registered: %s", path, e)
-            continue
+    """The webui's schedulers for `tables` and `schedules` ({name: file})."""
+    found = [sd_schedulers.Scheduler(f"{PLUS_PREFIX}{name}", f"VRG+ {name} ({schedule.sampler}, {schedule.counts} steps)",
+                                     searched_scheduler(schedule, path.name), need_inner_model=True)
+             for name, path, schedule in readable(schedules, load_schedule, "schedule")]
+    for name, path, table in readable(tables, load_table, "table"):
         for base, label in BASES.items():
             function = table_scheduler(table, path.name, getattr(k_diffusion.sampling, f"get_sigmas_{base}"))
             found.append(sd_schedulers.Scheduler(f"{PREFIX}{name}_{base}", f"VRG {name} ({label})", function,
