@@ -92,19 +92,19 @@ def diffusion_weights(inner_model) -> dict:
     return weights
 
 
-def check_same_model(kind: "ModelKind", made_on: str, what: str, inner_model) -> None:
-    """VRGError unless `what` (a table or schedule file, of model `kind` and fingerprint `made_on`) was made on
-    the loaded checkpoint: its kind, then its weights' fingerprint."""
+def check_same_model(kind: "ModelKind", made_on: str, what: str, inner_model, made: str = "measured") -> None:
+    """VRGError unless `what` (a table or schedule file, of model `kind` and fingerprint `made_on`; `made`: how it
+    was made, "measured" or "searched") was made on the loaded checkpoint: its kind, then its weights' fingerprint."""
     loaded_kind = model_kind(inner_model)
     if kind != loaded_kind:
-        raise VRGError(f"{what} was measured on a {kind.label} model but the loaded model is {loaded_kind.label}; "
+        raise VRGError(f"{what} was {made} on a {kind.label} model but the loaded model is {loaded_kind.label}; "
                        "pick a VRG schedule type made for this model")
     if not made_on:
-        raise VRGError(f"{what} does not say which model it was measured on, so it is not used; profile this "
+        raise VRGError(f"{what} does not say which model it was {made} on, so it is not used; profile this "
                        "checkpoint (ComfyUI: VRG Profile, then VRG Save Error Table)")
     loaded = fingerprint_weights(diffusion_weights(inner_model))
     if loaded.value != made_on:
-        raise VRGError(f"{what} was measured on another model (fingerprint {made_on}) than the loaded checkpoint "
+        raise VRGError(f"{what} was {made} on another model (fingerprint {made_on}) than the loaded checkpoint "
                        f"(fingerprint {loaded.value}); the same checkpoint loaded in another precision also differs. "
                        "Pick a VRG schedule type made on this checkpoint, or make one on it"
                        + (f" ({loaded.note()})" if not loaded.complete else ""))
@@ -141,7 +141,7 @@ def searched_scheduler(schedule, schedule_file: str):
 
     def vrg_plus_sigmas(n, sigma_min, sigma_max, inner_model, device):
         what = f"VRG+ schedule '{schedule_file}'"
-        check_same_model(schedule.kind, schedule.model_fingerprint, what, inner_model)
+        check_same_model(schedule.kind, schedule.model_fingerprint, what, inner_model, "searched")
         return torch.tensor(schedule.sigmas(n, what), dtype=torch.float32, device=device)
 
     return vrg_plus_sigmas

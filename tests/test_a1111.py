@@ -211,9 +211,9 @@ def test_a_vrg_plus_schedule_file_serves_its_counts_on_its_checkpoint_only(webui
         assert sigmas.dtype == torch.float32 and torch.equal(sigmas, torch.tensor(schedule.sigmas(steps)).float())
     with pytest.raises(VRGError, match=r"VRG\+ schedule 'sd15 euler.json' was searched for 4-8 steps, not 9"):
         call_like_the_webui(scheduler, 9, sd15_wrapper(weights=mine))
-    with pytest.raises(VRGError, match=rf"'theirs.json' was measured on another model \(fingerprint {fingerprint_of(other)}"):
+    with pytest.raises(VRGError, match=rf"'theirs.json' was searched on another model \(fingerprint {fingerprint_of(other)}"):
         call_like_the_webui(sd_schedulers.schedulers_map["vrgplus_theirs"], 6, sd15_wrapper(weights=mine))
-    with pytest.raises(VRGError, match=r"'sd15 euler.json' was measured on a eps model but the loaded model is v_pred"):
+    with pytest.raises(VRGError, match=r"'sd15 euler.json' was searched on a eps model but the loaded model is v_pred"):
         call_like_the_webui(scheduler, 6, sd15_wrapper(v_prediction=True, weights=mine))
 
 

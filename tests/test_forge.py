@@ -82,4 +82,4 @@ def test_forge_samples_a_vrg_plus_schedule_file_on_its_checkpoint_only(models, t
     out = in_forge(models, label="VRG+ mine (euler, 4-8 steps)", predictor="eps", weights=str(mine), steps=6)
     assert out["sigmas"] == [float(v) for v in torch.tensor(schedule.sigmas(6)).float()]
     out = in_forge(models, label="VRG+ mine (euler, 4-8 steps)", predictor="eps", weights=str(other), steps=6)
-    assert f"was measured on another model (fingerprint {fingerprint_of(mine)})" in out["error"]
+    assert f"was searched on another model (fingerprint {fingerprint_of(mine)})" in out["error"]
