@@ -22,7 +22,7 @@ NODE_IDS = {
     "VRGProfile", "VRGOptimizeSigmas", "VRGSaveErrorTable", "VRGLoadErrorTable", "VRGMergeErrorTables",
     "VRGLoadSchedule", "VRGSigmasToText", "VRGSigmasFromText", "VRGErrorTableToText", "VRGErrorTableFromText",
     "VRGLoadImageSet", "VRGApply", "VRGSearchSchedule", "VRGCompareSchedules", "VRGLatentDistance", "VRGDemoModel",
-    "VRGDemoConditioning", "VRGDemoImageSet", "VRGDemoDecode",
+    "VRGDemoConditioning", "VRGDemoImageSet", "VRGDemoDecode", "VRGLoadSearchedSchedule",
 }
 DEMO_TABLE = "demo_eps_digit3_cfg2"
 TEMPLATE_MODELS = {"sd15": "v1-5-pruned-emaonly.safetensors", "sdxl": "sd_xl_base_1.0.safetensors",
@@ -154,7 +154,7 @@ def search_branches(model: str, latent: str, cond: dict, sampler: str | Link, sc
         ("search", "VRGSearchSchedule", {"model": link(model), "latent": link(latent), "sampler_name": sampler,
                                          "scheduler": scheduler, "steps": steps, "seed": 0, "evaluations": 4000,
                                          "batch_size": batch_size, "cfg": cfg, "use_cache": True, "table": "none",
-                                         "variance_weight": 0.0, **cond, "step_range": "4-30"}),
+                                         "variance_weight": 0.0, **cond, "step_range": "4-30", "save_as": ""}),
         ("ksampler", "KSampler", {"model": link("search", 1), **sampling, "scheduler": "vrg"}),
         ("decode", *decode("ksampler")),
         ("save", "SaveImage", {"images": link("decode"), "filename_prefix": f"{prefix}_after"}),
@@ -233,7 +233,7 @@ def compare_demo() -> list:
                                          "scheduler": "karras", "steps": DEMO_STEPS, "seed": 0, "evaluations": 4000,
                                          "batch_size": 16, "cfg": 1.0, "use_cache": True, "table": "none",
                                          "variance_weight": 0.0, "positive": digit, "negative": digit,
-                                         "step_range": "4-30"}),
+                                         "step_range": "4-30", "save_as": ""}),
         ("karras", "BasicScheduler", {"model": link("model"), "scheduler": "karras", "steps": DEMO_STEPS, "denoise": 1.0}),
         ("compare", "VRGCompareSchedules", {"model": link("model"), "latent": link("empty"), "sampler_name": "euler",
                                             "sigmas_1": link("search"), "label_1": "VRG+", "sigmas_2": link("karras"),
