@@ -4,6 +4,9 @@
 the real `k_diffusion` package must be importable. Stand-ins, and nothing else:
 - `modules.shared`: only `models_path`, the one thing the script reads (sd_schedulers reads
   `shared` only inside its Beta and Align Your Steps functions);
+- the LatentDiffusion k-diffusion's CompVis(V)Denoiser wraps: its noise schedule (`alphas_cumprod`) and
+  its UNet (`model.diffusion_model`, a small module with an LDM UNet's names, loaded from a real
+  safetensors file), what the script reads of it;
 - `torchvision`, only when it is not installed: k_diffusion (and `clip`, which it imports) import
   it at top level for image helpers scheduling never calls, and PyPI's torchvision wheels link
   CUDA torch, so they cannot load beside a CPU torch.
