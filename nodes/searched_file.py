@@ -63,7 +63,7 @@ class VRGLoadSearchedSchedule(io.ComfyNode):
             node_id="VRGLoadSearchedSchedule",
             display_name="VRG Load Searched Schedule",
             category=CATEGORY,
-            description="A VRG+ schedule saved with the VRG+ node's save_as (or made in the webui or with the CLI), "
+            description="A VRG+ schedule saved with the VRG+ node's save_as (or the CLI's search --save), "
                         "from models/vrg/schedules/: served on the model it was searched on, and refused on any "
                         "other. The model output makes the 'vrg' scheduler serve every step count it holds.",
             inputs=[
