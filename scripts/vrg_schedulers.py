@@ -1,7 +1,13 @@
-"""VRG schedules in the "Schedule type" dropdown of AUTOMATIC1111's webui and Forge.
+"""VRG in AUTOMATIC1111's webui and Forge: VRG+ searched on the loaded checkpoint, and VRG schedule types.
 
 The webui runs this file at start-up (and on "Reload UI"); the extension folder (this
-repository) is put on `sys.path` so that `vrg_core` imports. It adds to `modules.sd_schedulers`:
+repository) is put on `sys.path` so that `vrg_core` and `vrg_webui` import.
+
+The txt2img tab gets an accordion "VRG+" (`VRGPlus`, an always-on script): when on, the generation's
+schedule is VRG+'s for its checkpoint, sampler, steps and CFG scale, searched on first use through the
+webui's own sampler and CFG denoiser and cached in `models/vrg/` (`vrg_webui.search`).
+
+It also adds to `modules.sd_schedulers`:
 
 - for every VRG+ schedule file (`models/vrg/schedules/*.json`, `vrg_core.schedule_file`: searched
   in ComfyUI or with the CLI), `vrgplus_<file>` "VRG+ <file> (<sampler>, <steps> steps)", which
@@ -35,15 +41,20 @@ try:
     import torch
     from modules import sd_schedulers, shared
     from vrg_core.errors import VRGError
-    from vrg_core.fingerprint import fingerprint_weights
     from vrg_core.optimize import optimize_sigmas
-    from vrg_core.parameterization import ModelKind
     from vrg_core.schedule_file import load_schedule
     from vrg_core.table_io import load_table
+    from vrg_webui.model import check_same_model
+    from vrg_webui.search import WebuiParts, check_request, override
 except ImportError as e:
     missing = e
 else:
     missing = None
+try:  # the script API: only in a running webui (the tests load this file without it)
+    from modules import scripts
+except ImportError:
+    scripts = None
+DEFAULT_EVALUATIONS = 2000
 
 
 def table_files() -> dict:
@@ -54,75 +65,6 @@ def table_files() -> dict:
 def schedule_files() -> dict:
     """Schedule name → file, for the VRG+ schedule files in the webui's `models/vrg/schedules/`."""
     return {path.stem: path for path in sorted((Path(shared.models_path) / "vrg" / "schedules").glob("*.json"))}
-
-
-def diffusion_weights(inner_model) -> dict:
-    """The loaded checkpoint's diffusion-model weights {name: tensor} as loaded, before LoRA (names as in the
-    checkpoint under `model.diffusion_model.`, as ComfyUI's node pack fingerprints them).
-
-    A1111 passes k-diffusion's CompVis(V)Denoiser: `.inner_model` is the LatentDiffusion, `.model.diffusion_model`
-    its UNet; LoRA changes weights in place, keeping the originals on each module (`network_weights_backup`,
-    `network_bias_backup`). Forge passes its ForgeScheduleLinker: `.inner_model` is the webui's model, whose
-    `forge_objects.unet` is a ModelPatcher (LoRA originals in `.model.lora_loader.backup`)."""
-    sd_model = getattr(inner_model, "inner_model", None)
-    forge = getattr(sd_model, "forge_objects", None)
-    if forge is not None:
-        patched = forge.unet.model
-        weights = dict(patched.diffusion_model.state_dict(keep_vars=True))
-        prefix = "diffusion_model."
-        for key, original in getattr(getattr(patched, "lora_loader", None), "backup", {}).items():
-            if key.startswith(prefix):
-                weights[key[len(prefix):]] = original
-        return weights
-    unet = getattr(getattr(sd_model, "model", None), "diffusion_model", None)
-    if not isinstance(unet, torch.nn.Module):
-        raise VRGError(f"VRG cannot find the loaded checkpoint's weights behind '{type(inner_model).__name__}', so "
-                       "it cannot tell whether a table was made on it; use a non-VRG schedule type")
-    weights = dict(unet.state_dict(keep_vars=True))
-    for name, module in unet.named_modules():
-        where = f"{name}." if name else ""
-        original = getattr(module, "network_weights_backup", None)
-        if isinstance(original, tuple):  # MultiheadAttention
-            weights[f"{where}in_proj_weight"], weights[f"{where}out_proj.weight"] = original
-        elif isinstance(original, torch.Tensor):
-            weights[f"{where}weight"] = original
-        bias = getattr(module, "network_bias_backup", None)
-        if isinstance(bias, torch.Tensor):
-            weights[f"{where}out_proj.bias" if isinstance(module, torch.nn.MultiheadAttention) else f"{where}bias"] = bias
-    return weights
-
-
-def check_same_model(kind: "ModelKind", made_on: str, what: str, inner_model, made: str = "measured") -> None:
-    """VRGError unless `what` (a table or schedule file, of model `kind` and fingerprint `made_on`; `made`: how it
-    was made, "measured" or "searched") was made on the loaded checkpoint: its kind, then its weights' fingerprint."""
-    loaded_kind = model_kind(inner_model)
-    if kind != loaded_kind:
-        raise VRGError(f"{what} was {made} on a {kind.label} model but the loaded model is {loaded_kind.label}; "
-                       "pick a VRG schedule type made for this model")
-    if not made_on:
-        raise VRGError(f"{what} does not say which model it was {made} on, so it is not used; profile this "
-                       "checkpoint (ComfyUI: VRG Profile, then VRG Save Error Table)")
-    loaded = fingerprint_weights(diffusion_weights(inner_model))
-    if loaded.value != made_on:
-        raise VRGError(f"{what} was {made} on another model (fingerprint {made_on}) than the loaded checkpoint "
-                       f"(fingerprint {loaded.value}); the same checkpoint loaded in another precision also differs. "
-                       "Pick a VRG schedule type made on this checkpoint, or make one on it"
-                       + (f" ({loaded.note()})" if not loaded.complete else ""))
-
-
-def model_kind(inner_model) -> "ModelKind":
-    """The loaded model's kind, from the denoiser wrapper the webui passes as `inner_model`."""
-    predictor = getattr(inner_model, "predictor", inner_model)  # Forge: ForgeScheduleLinker(its predictor)
-    prediction_type = getattr(predictor, "prediction_type", None)
-    if prediction_type is not None:
-        return ModelKind.parse("eps" if prediction_type == "epsilon" else prediction_type)
-    if isinstance(inner_model, k_diffusion.external.DiscreteVDDPMDenoiser):  # A1111: SD 2.x v-prediction
-        return ModelKind.V_PREDICTION
-    if isinstance(inner_model, k_diffusion.external.DiscreteEpsDDPMDenoiser):  # A1111: SD 1.x, 2.x, XL
-        return ModelKind.EPS
-    if float(inner_model.sigmas.max()) <= 1.0:  # A1111's SD3 wrapper: noise levels of a flow model
-        return ModelKind.CONST
-    raise VRGError(f"VRG cannot tell which kind of model '{type(inner_model).__name__}' is; use a non-VRG schedule type")
 
 
 def table_scheduler(table, table_file: str, base_sigmas):
@@ -181,3 +123,45 @@ if missing is None:
     register(entries(table_files(), schedule_files()))
 else:
     log.warning("VRG: schedules not registered (%s); VRG needs webui 1.9+ or Forge, with numpy, scipy and safetensors", missing)
+
+
+def webui_parts():
+    """The parts of the running webui a VRG+ search reads (`vrg_webui.search.WebuiParts`)."""
+    from modules import devices, sd_samplers_kdiffusion
+
+    return WebuiParts(shared.state, shared.opts, sd_schedulers.schedulers, sd_samplers_kdiffusion.samplers_k_diffusion,
+                      devices.device, Path(shared.models_path))
+
+
+def vrg_plus_process(p, enabled: bool, evaluations: int, parts: "WebuiParts | None" = None) -> None:
+    """The accordion's part of a generation: when on, refuse what VRG+ cannot serve, else have the webui's
+    sampler ask VRG+ for its schedule (`parts`: the running webui's)."""
+    if not enabled:
+        return
+    parts = parts or webui_parts()
+    p.sampler_noise_scheduler_override = override(p, check_request(p, parts), int(evaluations), parts)
+
+
+if scripts is not None and missing is None:
+    class VRGPlus(scripts.Script):
+        """The "VRG+" accordion of the txt2img tab."""
+
+        def title(self):
+            return "VRG+"
+
+        def show(self, is_img2img):
+            return False if is_img2img else scripts.AlwaysVisible
+
+        def ui(self, is_img2img):
+            import gradio as gr
+
+            with gr.Accordion("VRG+: a schedule searched on this checkpoint", open=False):
+                enabled = gr.Checkbox(False, label="Search the schedule on this checkpoint (first use) and sample it",
+                                      elem_id="vrg_plus_enabled")
+                evaluations = gr.Slider(400, 8000, value=DEFAULT_EVALUATIONS, step=100, label="Model evaluations "
+                                        "for a search (once per checkpoint, sampler, steps and CFG scale)",
+                                        elem_id="vrg_plus_evaluations")
+            return [enabled, evaluations]
+
+        def process(self, p, enabled, evaluations):
+            vrg_plus_process(p, enabled, evaluations)

@@ -68,8 +68,10 @@ def main(forge: str, models_path: str, case: dict) -> dict:
     import torch
 
     sd_schedulers, module = load_forge(forge, models_path)
+    from vrg_webui.model import model_kind
+
     inner = forge_inner_model(case)
-    out = {"kind": module.model_kind(inner).value, "labels": [s.label for s in sd_schedulers.schedulers]}
+    out = {"kind": model_kind(inner).value, "labels": [s.label for s in sd_schedulers.schedulers]}
     scheduler = sd_schedulers.schedulers_map[case["label"]]
     kwargs = {"sigma_min": inner.sigmas[0].item(), "sigma_max": inner.sigmas[-1].item(), "inner_model": inner}
     try:

@@ -1,4 +1,4 @@
-"""The webui extension (scripts/vrg_schedulers.py) against AUTOMATIC1111's real `modules/sd_schedulers.py`.
+"""The webui extension (scripts/vrg_schedulers.py, vrg_webui/) against AUTOMATIC1111's real `modules/sd_schedulers.py`.
 
 `A1111_PATH` names a folder holding the webui's `modules/sd_schedulers.py` (kept outside the repo);
 the real `k_diffusion` package must be importable. Stand-ins, and nothing else:
@@ -7,6 +7,9 @@ the real `k_diffusion` package must be importable. Stand-ins, and nothing else:
 - the LatentDiffusion k-diffusion's CompVis(V)Denoiser wraps: its noise schedule (`alphas_cumprod`) and
   its UNet (`model.diffusion_model`, a small module with an LDM UNet's names, loaded from a real
   safetensors file), what the script reads of it;
+- for VRG+ searched in the webui, the generation (`p`), its `KDiffusionSampler`'s schedule and sampling calls
+  and its CFG denoiser (`webui_parts.Processing`, `KDiffusionSampler`, `CFGDenoiser`: A1111's own import its
+  whole runtime), around the real k-diffusion sampler functions and k-diffusion's real CompVisDenoiser;
 - `torchvision`, only when it is not installed: k_diffusion (and `clip`, which it imports) import
   it at top level for image helpers scheduling never calls, and PyPI's torchvision wheels link
   CUDA torch, so they cannot load beside a CPU torch.
@@ -14,6 +17,7 @@ the real `k_diffusion` package must be importable. Stand-ins, and nothing else:
 
 import importlib
 import importlib.util
+import json
 import logging
 import os
 import sys
@@ -26,7 +30,8 @@ import torch
 
 from vrg_core.errors import VRGError
 from vrg_core.parameterization import ModelKind
-from webui_parts import SD15_ALPHAS_CUMPROD, TinyUNet, checkpoint, fingerprint_of, write_schedule, write_table
+from webui_parts import (SAMPLERS_K_DIFFUSION, SD15_ALPHAS_CUMPROD, KDiffusionSampler, LatentShape, Processing, State,
+                         TinyLDM, TinyUNet, checkpoint, fingerprint_of, write_schedule, write_table)
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "scripts" / "vrg_schedulers.py"
@@ -289,3 +294,119 @@ def test_the_bundled_demo_tables_are_not_offered(webui, load_script, tmp_path):
     names = {s.name for s in webui[0].schedulers}
     assert "vrg_mine_karras" in names
     assert not {f"vrg_{p.stem}_{base}" for p in bundled for base in ("karras", "exponential")} & names
+
+
+# --- VRG+ searched in the webui ---
+
+def generation(sd_schedulers, weights: Path, state: State, sampler: str = "Euler", steps: int = 6, prompt: float = 0.5,
+               batch_size: int = 1) -> Processing:
+    """A txt2img generation on checkpoint `weights` (k-diffusion's CompVisDenoiser around a small text-conditioned
+    LDM), sampler `sampler` (its real k-diffusion function), Karras, CFG 5, a 4×8×8 latent; `prompt` its text."""
+    import k_diffusion
+
+    label, funcname, _, options = next(s for s in SAMPLERS_K_DIFFUSION if s[0] == sampler)
+    wrap = k_diffusion.external.CompVisDenoiser(TinyLDM(weights))
+    predict = lambda x, sigma, text: wrap(x, sigma, cond={"c_crossattn": [text]})
+    k_sampler = KDiffusionSampler(funcname, options, wrap, predict, state, sd_schedulers.schedulers_map,
+                                  k_diffusion.sampling, lambda sigma, noise: noise * sigma)
+    texts = torch.full((batch_size, 4), prompt), torch.zeros(batch_size, 4)
+    return Processing(k_sampler, label, "Karras", steps, 5.0, *texts, LatentShape(4, 8, 8), batch_size)
+
+
+def vrg_plus(module, sd_schedulers, p: Processing, state: State, models: Path, evaluations: int = 1000) -> list[str]:
+    """The VRG+ accordion on for `p` (its `process`), with the webui's parts; the console lines it will print."""
+    lines: list[str] = []
+    parts = module.WebuiParts(state, types.SimpleNamespace(sgm_noise_multiplier=False), sd_schedulers.schedulers,
+                              SAMPLERS_K_DIFFUSION, torch.device("cpu"), models, lines.append)
+    module.vrg_plus_process(p, True, evaluations, parts)
+    return lines
+
+
+@pytest.fixture
+def searching(webui, load_script, monkeypatch):
+    """(the script, the real sd_schedulers) with what A1111's Beta and Align Your Steps schedule types read of
+    `shared` (its options' defaults, an SD 1.x model), so that every schedule type is a candidate."""
+    sd_schedulers, shared = webui
+    monkeypatch.setattr(shared, "opts", types.SimpleNamespace(beta_dist_alpha=0.6, beta_dist_beta=0.6), raising=False)
+    monkeypatch.setattr(shared, "sd_model", types.SimpleNamespace(is_sdxl=False), raising=False)
+    return load_script(), sd_schedulers
+
+
+def cached(models: Path) -> list[dict]:
+    """The searches in the webui's cache."""
+    return list(json.loads((models / "vrg" / "vrg_search_cache.json").read_text())["searches"].values())
+
+
+def cached_schedules(models: Path) -> list[list[float]]:
+    return [r["sigmas"] for r in cached(models)]
+
+
+def test_vrg_plus_searches_on_first_use_the_sampler_runs_it_and_later_generations_reuse_it(searching, tmp_path):
+    (module, sd_schedulers), models, state = searching, tmp_path / "models", State()
+    weights = checkpoint(tmp_path / "checkpoints")
+    p = generation(sd_schedulers, weights, state)
+    lines = vrg_plus(module, sd_schedulers, p, state, models)
+    noise = torch.randn((1, 4, 8, 8), generator=torch.Generator().manual_seed(1))
+
+    _, ran = p.sampler.sample(p, noise)
+
+    searched = cached_schedules(models)
+    assert len(searched) == 1 and ran.tolist() == pytest.approx(searched[0], rel=1e-6)  # float32 of the float64 record
+    assert p.sampler.model_wrap_cfg.seen == pytest.approx(ran[:-1].tolist(), rel=1e-6)  # the sampler ran it
+    assert state.calls - 6 == cached(models)[0]["evaluations"] > 500  # the search's calls through the CFG denoiser
+    assert state.sampling_steps >= 900 and state.sampling_step == state.sampling_steps  # the progress bar
+    assert lines[0].startswith(f"VRG+: searching the schedule for euler, 6 steps, CFG 5 on this checkpoint "
+                               f"(fingerprint {fingerprint_of(weights)}): 1000 model evaluations, once")
+    assert lines[-1].startswith("VRG+: searched in ") and "noises the search did not fit" in lines[-1]
+    assert p.extra_generation_params["VRG+"].endswith("(1000 evaluations)")
+    assert p.extra_generation_params["Schedule type"] == "Karras"  # the candidates' infotext left as it was
+    # (A1111's KL Optimal ends at σ_min, not 0: not a candidate)
+    assert {"Align Your Steps", "Beta", "Exponential", "Simple", "Normal"} <= set(cached(models)[0]["candidates"])
+
+    again, calls = generation(sd_schedulers, weights, state, prompt=-0.5), state.calls  # another prompt
+    lines = vrg_plus(module, sd_schedulers, again, state, models)
+    _, ran_again = again.sampler.sample(again, noise)
+    assert state.calls - calls == 6 and torch.equal(ran_again, ran)
+    assert len(lines) == 1 and lines[0].startswith("VRG+: cached for euler, 6 steps, CFG 5")
+
+    other = checkpoint(tmp_path / "checkpoints", "other", seed=1)  # never a schedule made on another checkpoint
+    p_other = generation(sd_schedulers, other, state)
+    lines = vrg_plus(module, sd_schedulers, p_other, state, models)
+    p_other.sampler.sample(p_other, noise)
+    assert lines[0].startswith(f"VRG+: searching the schedule for euler, 6 steps, CFG 5 on this checkpoint "
+                               f"(fingerprint {fingerprint_of(other)})") and len(cached_schedules(models)) == 2
+
+
+def test_interrupt_stops_the_search_caches_nothing_and_ends_the_generation(searching, tmp_path):
+    (module, sd_schedulers), models, state = searching, tmp_path / "models", State(interrupt_after=200)
+    p = generation(sd_schedulers, checkpoint(tmp_path / "checkpoints"), state, batch_size=2)
+    lines = vrg_plus(module, sd_schedulers, p, state, models)
+    noise = torch.randn((2, 4, 8, 8), generator=torch.Generator().manual_seed(1))
+
+    out, ran = p.sampler.sample(p, noise)
+
+    assert state.calls == 200 and lines[-1] == "VRG+: schedule search cancelled; nothing was saved"
+    assert not (models / "vrg" / "vrg_search_cache.json").exists()
+    karras = call_like_the_webui(sd_schedulers.schedulers_map["Karras"], 6, p.sampler.model_wrap)
+    assert torch.equal(ran, karras) and torch.equal(out, noise * ran[0])  # the sampler stopped before its first call
+
+
+def test_a_sampler_that_discards_its_next_to_last_sigma_runs_the_searched_schedule(searching, tmp_path):
+    (module, sd_schedulers), models, state = searching, tmp_path / "models", State()
+    p = generation(sd_schedulers, checkpoint(tmp_path / "checkpoints"), state, sampler="DPM2", steps=4)
+    vrg_plus(module, sd_schedulers, p, state, models, evaluations=1500)
+
+    _, ran = p.sampler.sample(p, torch.randn((1, 4, 8, 8), generator=torch.Generator().manual_seed(1)))
+
+    assert len(ran) == 5 and ran.tolist() == pytest.approx(cached_schedules(models)[0], rel=1e-6)
+
+
+@pytest.mark.parametrize("sampler", ["DPM adaptive", "DPM fast", "Restart"])
+def test_a_sampler_vrg_plus_cannot_search_is_refused_with_those_it_can(searching, tmp_path, sampler):
+    (module, sd_schedulers), state = searching, State()
+    p = generation(sd_schedulers, checkpoint(tmp_path / "checkpoints"), state)
+    p.sampler_name = sampler
+    with pytest.raises(VRGError, match=rf"cannot search a schedule for the sampler '{sampler}' .*pick one of: "
+                                       r"DPM\+\+ 2M, DPM\+\+ 2M SDE Heun, Euler a, Euler, DPM2, or turn VRG\+ off"):
+        vrg_plus(module, sd_schedulers, p, state, tmp_path / "models")
+    assert p.sampler_noise_scheduler_override is None

@@ -425,3 +425,12 @@ def test_search_chooses_on_held_back_noises_and_records_the_verdict():
     held_from = max(int(i.max()) for i in calls) + 1 - v.noises  # the held-back noises follow the teacher's
     assert held_from == r.samples
     assert SearchResult.from_record(json.loads(json.dumps(r.to_record()))).verdict == v
+
+
+def test_a_candidate_a_rounding_above_the_start_is_kept_and_a_higher_one_left_out():
+    """The published AYS tables start at 14.615, SD 1.x's σ_max is 14.6146: AYS must stay a candidate."""
+    from vrg_core.search.schedule_search import usable
+
+    ays_sd1 = [14.615, 6.475, 3.861, 2.697, 1.886, 1.396, 0.963, 0.652, 0.399, 0.152, 0.029, 0.0]
+    assert usable("ays", ays_sd1, 11, 14.614643) is not None
+    assert usable("ays", [14.7, *ays_sd1[1:]], 11, 14.614643) is None

@@ -60,7 +60,7 @@ from .selection import judge, margin, solve
 from .survival import error_survival, propagated_variance
 from .teacher import check, per_noise_distance, run_teacher
 
-METHOD = 9  # raised whenever the search changes, so a cached result of an older search is not reused
+METHOD = 10  # raised whenever the search changes, so a cached result of an older search is not reused
 MAX_STEPS = 50
 DEFAULT_EVALUATIONS = 2000
 DEFAULT_GRID = 40
@@ -84,6 +84,8 @@ MAX_REFERENCE = 60  # points (never fewer than the grid's): a searched schedule 
 # against that grid's own solve it looked closer than it is (flow DPM++2M / 10: +92 % stated against +73 to +87 %
 # measured on a 200-step reference)
 MIN_HELD = 3  # held-back noises at the least (many steps: what the budget leaves)
+START_TOLERANCE = 1e-4  # a candidate may start this much (relative) above σ_0: the published AYS tables start at
+# 14.615, SD 1.x's σ_max is 14.6146 (float32), and with 1e-6 AYS was never a candidate on SD 1.x / SDXL
 
 
 @dataclasses.dataclass(frozen=True)
@@ -156,12 +158,13 @@ class Budget:
 
 
 def usable(name: str, sigmas, steps: int, sigma0: float) -> np.ndarray | None:
-    """A host schedule as a candidate: `steps` steps, ending at 0, starting at or below σ_0; else None."""
+    """A host schedule as a candidate: `steps` steps, ending at 0, starting at or below σ_0 (`START_TOLERANCE`);
+    else None."""
     try:
         s = as_schedule(sigmas, name)
     except VRGError:
         return None
-    if len(s) != steps + 1 or s[-1] != 0 or s[0] > sigma0 * (1 + 1e-6):
+    if len(s) != steps + 1 or s[-1] != 0 or s[0] > sigma0 * (1 + START_TOLERANCE):
         return None
     return s
 
