@@ -8,7 +8,8 @@ as `KDiffusionSampler.get_sigmas` does, with `inner_model` Forge's `ForgeSchedul
 real predictor `case["predictor"]` (`backend.modules.k_prediction`), `.inner_model` the webui's
 model: `forge_objects.unet.model` (stand-in for Forge's UnetPatcher's model) holds a TinyUNet with
 the checkpoint `case["weights"]`, and LoRA'd weights with their originals in `lora_loader.backup`
-when `case["lora"]`. Prints one JSON line: {"kind", "sigmas"} or {"kind", "error"}.
+when `case["lora"]`. Prints one JSON line: {"kind", "sigmas"} or {"kind", "error"}; with `case["search"]`,
+two generations with VRG+ on, searched through Forge's own sampler functions (`search_in_forge`).
 """
 
 import importlib.machinery
@@ -64,10 +65,55 @@ def forge_inner_model(case: dict):
     return linker
 
 
+def search_in_forge(sd_schedulers, module, models_path: str, case: dict) -> dict:
+    """`case["search"]`: two txt2img generations with the VRG+ accordion on (sampler `case["sampler"]`, Forge's own
+    k_diffusion function; 5 steps, Karras, CFG 4), the second with another prompt: {"ran": the schedule each
+    sampled, "seen": the σ of the first one's sampling calls, "searched": the cached schedule, "lines": the
+    console lines, "calls": model calls of each generation, "sigma_max": the predictor's}."""
+    import json as json_module
+    import types as types_module
+
+    import k_diffusion.sampling
+    import torch
+    from webui_parts import SAMPLERS_K_DIFFUSION, KDiffusionSampler, LatentShape, Processing, State, text_eps
+
+    from vrg_webui.search import WebuiParts
+
+    linker = forge_inner_model(case)
+    predictor, unet = linker.predictor, linker.inner_model.forge_objects.unet.model.diffusion_model
+
+    def predict(x, sigma, text):  # Forge's predictor around the model, as its sampling_function applies it
+        eps = text_eps(unet, predictor.calculate_input(sigma, x), predictor.timestep(sigma), text)
+        return predictor.calculate_denoised(sigma, eps, x)
+
+    state, lines, out = State(), [], {"ran": [], "calls": []}
+    parts = WebuiParts(state, types_module.SimpleNamespace(sgm_noise_multiplier=False), sd_schedulers.schedulers,
+                       SAMPLERS_K_DIFFUSION, torch.device("cpu"), Path(models_path), lines.append)
+    label, funcname, _, options = next(s for s in SAMPLERS_K_DIFFUSION if s[0] == case["sampler"])
+    for prompt in (0.5, -0.5):
+        sampler = KDiffusionSampler(funcname, options, linker, predict, state, sd_schedulers.schedulers_map,
+                                    k_diffusion.sampling,
+                                    lambda sigma, noise: predictor.noise_scaling(sigma, noise, torch.zeros_like(noise)))
+        p = Processing(sampler, label, "Karras", 5, 4.0, torch.full((1, 4), prompt), torch.zeros(1, 4),
+                       LatentShape(4, 8, 8))
+        before = state.calls
+        module.vrg_plus_process(p, True, 1000, parts)
+        _, ran = sampler.sample(p, torch.randn((1, 4, 8, 8), generator=torch.Generator().manual_seed(1)))
+        out["ran"].append(ran.tolist())
+        out["calls"].append(state.calls - before)
+        out.setdefault("seen", sampler.model_wrap_cfg.seen)
+    cache = json_module.loads((Path(models_path) / "vrg" / "vrg_search_cache.json").read_text())
+    out["searched"] = [record["sigmas"] for record in cache["searches"].values()]
+    out["lines"], out["sigma_max"] = lines, float(linker.sigmas[-1])
+    return out
+
+
 def main(forge: str, models_path: str, case: dict) -> dict:
     import torch
 
     sd_schedulers, module = load_forge(forge, models_path)
+    if case.get("search"):
+        return search_in_forge(sd_schedulers, module, models_path, case)
     from vrg_webui.model import model_kind
 
     inner = forge_inner_model(case)

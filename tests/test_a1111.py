@@ -314,10 +314,11 @@ def generation(sd_schedulers, weights: Path, state: State, sampler: str = "Euler
 
 
 def vrg_plus(module, sd_schedulers, p: Processing, state: State, models: Path, evaluations: int = 1000) -> list[str]:
-    """The VRG+ accordion on for `p` (its `process`), with the webui's parts; the console lines it will print."""
+    """The VRG+ accordion on for `p` (its `process`), with the webui's parts; the console lines it will print
+    (printed too: `pytest -s` shows them as the webui's console would)."""
     lines: list[str] = []
     parts = module.WebuiParts(state, types.SimpleNamespace(sgm_noise_multiplier=False), sd_schedulers.schedulers,
-                              SAMPLERS_K_DIFFUSION, torch.device("cpu"), models, lines.append)
+                              SAMPLERS_K_DIFFUSION, torch.device("cpu"), models, lambda line: (lines.append(line), print(line)))
     module.vrg_plus_process(p, True, evaluations, parts)
     return lines
 

@@ -83,3 +83,21 @@ def test_forge_samples_a_vrg_plus_schedule_file_on_its_checkpoint_only(models, t
     assert out["sigmas"] == [float(v) for v in torch.tensor(schedule.sigmas(6)).float()]
     out = in_forge(models, label="VRG+ mine (euler, 4-8 steps)", predictor="eps", weights=str(other), steps=6)
     assert f"was searched on another model (fingerprint {fingerprint_of(mine)})" in out["error"]
+
+
+@pytest.mark.parametrize("predictor", ["flux", "eps"])
+def test_forge_searches_vrg_plus_through_its_own_sampler_and_reuses_it(models, tmp_path, predictor):
+    """Euler a: Forge's own k_diffusion function, which reads its predictor through `model.inner_model` (and runs
+    its rectified-flow variant for Flux); starting states by the predictor's own `noise_scaling`."""
+    weights = checkpoint(tmp_path / "checkpoints")
+    out = in_forge(models, search=True, sampler="Euler a", predictor=predictor, weights=str(weights))
+    searched, (first, second) = out["searched"], out["ran"]
+    assert len(searched) == 1 and first == pytest.approx(searched[0], rel=1e-6) and second == first
+    assert out["seen"] == pytest.approx(first[:-1], rel=1e-6)  # the sampler ran the searched schedule
+    assert out["calls"][0] > 500 and out["calls"][1] == 5  # searched once, then cached
+    assert first[0] <= out["sigma_max"] * (1 + 1e-4) and first[-1] == 0  # Karras' start or a candidate's below it
+    assert out["sigma_max"] == pytest.approx(1.0 if predictor == "flux" else 14.6146, rel=1e-4)
+    fingerprint = fingerprint_of(weights)
+    assert out["lines"][0].startswith(f"VRG+: searching the schedule for euler_ancestral, 5 steps, CFG 4 on this "
+                                      f"checkpoint (fingerprint {fingerprint}): 1000 model evaluations, once")
+    assert out["lines"][-1].startswith("VRG+: cached for euler_ancestral, 5 steps, CFG 4")
