@@ -9,7 +9,8 @@ real predictor `case["predictor"]` (`backend.modules.k_prediction`), `.inner_mod
 model: `forge_objects.unet.model` (stand-in for Forge's UnetPatcher's model) holds a TinyUNet with
 the checkpoint `case["weights"]`, and LoRA'd weights with their originals in `lora_loader.backup`
 when `case["lora"]`. Prints one JSON line: {"kind", "sigmas"} or {"kind", "error"}; with `case["search"]`,
-two generations with VRG+ on, searched through Forge's own sampler functions (`search_in_forge`).
+two generations with VRG+ on, searched through Forge's own sampler functions (`search_in_forge`); with
+`case["every_sampler"]`, VRG+ with each of Forge's k-diffusion samplers (`every_sampler_in_forge`).
 """
 
 import importlib.machinery
@@ -65,6 +66,61 @@ def forge_inner_model(case: dict):
     return linker
 
 
+def forge_samplers(forge: str) -> list:
+    """Forge's own `samplers_k_diffusion` (label, function name, aliases, options), read from its
+    `modules/sd_samplers_kdiffusion.py` (which imports Forge's whole runtime); a function given by object rather
+    than by name (Restart) becomes that object's dotted name, not a `sample_…` name."""
+    import ast
+
+    tree = ast.parse((Path(forge) / "modules" / "sd_samplers_kdiffusion.py").read_text())
+    listed = next(node.value for node in tree.body if isinstance(node, ast.Assign)
+                  and getattr(node.targets[0], "id", None) == "samplers_k_diffusion")
+    found = []
+    for entry in listed.elts:
+        label, funcname, aliases, options = entry.elts
+        name = funcname.value if isinstance(funcname, ast.Constant) else ast.unparse(funcname)
+        found.append((ast.literal_eval(label), name if isinstance(funcname, ast.Constant) else ("by object", name),
+                      ast.literal_eval(aliases), ast.literal_eval(options)))
+    return found
+
+
+def every_sampler_in_forge(sd_schedulers, module, forge: str, models_path: str, case: dict) -> dict:
+    """`case["every_sampler"]`: for each of Forge's k-diffusion samplers, VRG+ on (4 steps, Karras, CFG 4, 1500
+    evaluations) then its sampling: {label: {"ran", "seen", "searched"} or {"error"}}."""
+    import k_diffusion.sampling
+    import torch
+    from webui_parts import KDiffusionSampler, LatentShape, Processing, State, text_eps
+
+    from vrg_core.errors import VRGError
+    from vrg_webui.search import WebuiParts
+
+    linker = forge_inner_model(case)
+    predictor, unet = linker.predictor, linker.inner_model.forge_objects.unet.model.diffusion_model
+
+    def predict(x, sigma, text):
+        eps = text_eps(unet, predictor.calculate_input(sigma, x), predictor.timestep(sigma), text)
+        return predictor.calculate_denoised(sigma, eps, x)
+
+    samplers, out = forge_samplers(forge), {}
+    for index, (label, funcname, _, options) in enumerate(samplers):
+        state, folder = State(), Path(models_path) / str(index)
+        parts = WebuiParts(state, None, sd_schedulers.schedulers, samplers, torch.device("cpu"), folder, lambda _: None)
+        runs = funcname if isinstance(funcname, str) and hasattr(k_diffusion.sampling, funcname) else "sample_euler"
+        sampler = KDiffusionSampler(runs, options, linker, predict, state, sd_schedulers.schedulers_map,
+                                    k_diffusion.sampling, lambda sigma, noise: predictor.noise_scaling(sigma, noise, 0))
+        p = Processing(sampler, label, "Karras", 4, 4.0, torch.full((1, 4), 0.5), torch.zeros(1, 4), LatentShape(4, 8, 8))
+        try:
+            module.vrg_plus_process(p, True, 1500, parts)
+        except VRGError as e:
+            out[label] = {"error": str(e)}
+            continue
+        _, ran = sampler.sample(p, torch.randn((1, 4, 8, 8), generator=torch.Generator().manual_seed(1)))
+        cache = json.loads((folder / "vrg" / "vrg_search_cache.json").read_text())
+        out[label] = {"ran": ran.tolist(), "seen": sampler.model_wrap_cfg.seen,
+                      "searched": [r["sigmas"] for r in cache["searches"].values()]}
+    return out
+
+
 def search_in_forge(sd_schedulers, module, models_path: str, case: dict) -> dict:
     """`case["search"]`: two txt2img generations with the VRG+ accordion on (sampler `case["sampler"]`, Forge's own
     k_diffusion function; 5 steps, Karras, CFG 4), the second with another prompt: {"ran": the schedule each
@@ -114,6 +170,8 @@ def main(forge: str, models_path: str, case: dict) -> dict:
     sd_schedulers, module = load_forge(forge, models_path)
     if case.get("search"):
         return search_in_forge(sd_schedulers, module, models_path, case)
+    if case.get("every_sampler"):
+        return every_sampler_in_forge(sd_schedulers, module, forge, models_path, case)
     from vrg_webui.model import model_kind
 
     inner = forge_inner_model(case)

@@ -356,6 +356,7 @@ def test_vrg_plus_searches_on_first_use_the_sampler_runs_it_and_later_generation
     assert p.sampler.model_wrap_cfg.seen == pytest.approx(ran[:-1].tolist(), rel=1e-6)  # the sampler ran it
     assert state.calls - 6 == cached(models)[0]["evaluations"] > 500  # the search's calls through the CFG denoiser
     assert state.sampling_steps >= 900 and state.sampling_step == state.sampling_steps  # the progress bar
+    assert state.textinfo is None  # as it was before the search
     assert lines[0].startswith(f"VRG+: searching the schedule for euler, 6 steps, CFG 5 on this checkpoint "
                                f"(fingerprint {fingerprint_of(weights)}): 1000 model evaluations, once")
     assert lines[-1].startswith("VRG+: searched in ") and "noises the search did not fit" in lines[-1]
@@ -409,5 +410,20 @@ def test_a_sampler_vrg_plus_cannot_search_is_refused_with_those_it_can(searching
     p.sampler_name = sampler
     with pytest.raises(VRGError, match=rf"cannot search a schedule for the sampler '{sampler}' .*pick one of: "
                                        r"DPM\+\+ 2M, DPM\+\+ 2M SDE Heun, Euler a, Euler, DPM2, or turn VRG\+ off"):
+        vrg_plus(module, sd_schedulers, p, state, tmp_path / "models")
+    assert p.sampler_noise_scheduler_override is None
+
+
+def test_vrg_plus_refuses_a_refiner_and_step_dependent_cfg_settings(searching, tmp_path):
+    (module, sd_schedulers), state = searching, State()
+    weights = checkpoint(tmp_path / "checkpoints")
+    p = generation(sd_schedulers, weights, state)
+    p.refiner_checkpoint = "sdxl_refiner.safetensors"
+    with pytest.raises(VRGError, match="turn the refiner off"):
+        vrg_plus(module, sd_schedulers, p, state, tmp_path / "models")
+    p = generation(sd_schedulers, weights, state)
+    p.s_min_uncond = 1.5
+    with pytest.raises(VRGError, match=r"'Negative Guidance minimum sigma' at 1.5: it changes the CFG by the "
+                                       r"sampler's step.*set it to 0"):
         vrg_plus(module, sd_schedulers, p, state, tmp_path / "models")
     assert p.sampler_noise_scheduler_override is None

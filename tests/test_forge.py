@@ -101,3 +101,18 @@ def test_forge_searches_vrg_plus_through_its_own_sampler_and_reuses_it(models, t
     assert out["lines"][0].startswith(f"VRG+: searching the schedule for euler_ancestral, 5 steps, CFG 4 on this "
                                       f"checkpoint (fingerprint {fingerprint}): 1000 model evaluations, once")
     assert out["lines"][-1].startswith("VRG+: cached for euler_ancestral, 5 steps, CFG 4")
+
+
+def test_forge_every_k_diffusion_sampler_is_searched_and_runs_its_schedule_or_is_refused(models, tmp_path):
+    """Forge's own sampler list, read from its source: each searchable one searched and sampled (second-order ones
+    call the model between the schedule's σ too), the rest refused naming those that can be searched."""
+    out = in_forge(models, every_sampler=True, predictor="eps", weights=str(checkpoint(tmp_path / "checkpoints")))
+    refused = {label for label, r in out.items() if "error" in r}
+    assert refused == {"DPM fast", "DPM adaptive", "Restart", "HeunPP2"}, refused
+    assert all("pick one of: DPM++ 2M, DPM++ SDE, DPM++ 2M SDE, DPM++ 2M SDE Heun" in out[k]["error"] for k in refused)
+    for label, r in out.items():
+        if label in refused:
+            continue
+        assert len(r["searched"]) == 1 and r["ran"] == pytest.approx(r["searched"][0], rel=1e-6), label
+        assert len(r["ran"]) == 5 and r["ran"][-1] == 0, label  # 4 steps, what the sampler ran (DPM2: after the drop)
+        assert all(any(abs(s - t) <= 1e-6 * t for s in r["seen"]) for t in r["ran"][:-1]), label  # each σ called

@@ -212,6 +212,7 @@ def schedule_for(p, name: str, steps: int, evaluations: int, parts: WebuiParts) 
     def progress(done: int, total: int) -> None:
         state.sampling_steps, state.sampling_step = total, done
 
+    shown = state.textinfo
     if cache.find(request.settings()) is None:
         parts.say(f"VRG+: searching the schedule for {what}: {request.evaluations} model evaluations, once")
         state.textinfo = "VRG+: searching the schedule"
@@ -221,6 +222,8 @@ def schedule_for(p, name: str, steps: int, evaluations: int, parts: WebuiParts) 
     except Cancelled as e:
         parts.say(f"VRG+: {e}")
         return with_discarded(request.base, discard)  # the webui's sampler stops at its first model call
+    finally:
+        state.textinfo = shown
     for line in cache.warnings + ([f"schedule types left out (they failed here): {', '.join(failed)}"] if failed else []):
         parts.say(f"VRG+: {line}")
     source = "cached" if hit else f"searched in {result.model_seconds + result.search_seconds:.0f} s"
@@ -242,4 +245,10 @@ def check_request(p, parts: WebuiParts) -> str:
         raise VRGError(reason)
     if getattr(p, "refiner_checkpoint", None) not in (None, "", "None"):
         raise VRGError("VRG+ searches the schedule of one checkpoint; turn the refiner off, or VRG+ off")
+    for setting, value in (("Skip Early CFG", getattr(parts.opts, "skip_early_cond", 0)),
+                           ("Negative Guidance minimum sigma", getattr(p, "s_min_uncond", 0))):
+        if value:
+            raise VRGError(f"VRG+ cannot search with '{setting}' at {value:g}: it changes the CFG by the sampler's "
+                           "step, which the search's model calls are not; set it to 0 in Settings → Sampler "
+                           "parameters, or turn VRG+ off")
     return labels[p.sampler_name]
