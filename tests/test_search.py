@@ -428,7 +428,7 @@ def test_search_chooses_on_held_back_noises_and_records_the_verdict():
 
 
 def test_a_candidate_a_rounding_above_the_start_is_kept_and_a_higher_one_left_out():
-    """The published AYS tables start at 14.615, SD 1.x's σ_max is 14.6146: AYS must stay a candidate."""
+    """A1111's Align Your Steps starts at 14.615, SD 1.x's σ_max is 14.6146: it must stay a candidate."""
     from vrg_core.search.schedule_search import usable
 
     ays_sd1 = [14.615, 6.475, 3.861, 2.697, 1.886, 1.396, 0.963, 0.652, 0.399, 0.152, 0.029, 0.0]

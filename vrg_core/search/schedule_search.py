@@ -84,8 +84,9 @@ MAX_REFERENCE = 60  # points (never fewer than the grid's): a searched schedule 
 # against that grid's own solve it looked closer than it is (flow DPM++2M / 10: +92 % stated against +73 to +87 %
 # measured on a 200-step reference)
 MIN_HELD = 3  # held-back noises at the least (many steps: what the budget leaves)
-START_TOLERANCE = 1e-4  # a candidate may start this much (relative) above σ_0: the published AYS tables start at
-# 14.615, SD 1.x's σ_max is 14.6146 (float32), and with 1e-6 AYS was never a candidate on SD 1.x / SDXL
+START_TOLERANCE = 1e-4  # a candidate may start this much (relative) above σ_0: A1111's Align Your Steps starts at
+# 14.615, SD 1.x's σ_max is 14.6146 (float32); with 1e-6 it was never a candidate in the webui (ComfyUI's AYS
+# node starts at 14.6146412, within a rounding of σ_max)
 
 
 @dataclasses.dataclass(frozen=True)
