@@ -33,7 +33,6 @@ log = logging.getLogger("vrg")
 EXTENSION_ROOT = Path(__file__).resolve().parent.parent
 if str(EXTENSION_ROOT) not in sys.path:
     sys.path.append(str(EXTENSION_ROOT))
-PREFIX, PLUS_PREFIX = "vrg_", "vrgplus_"
 BASES = {"karras": "Karras", "exponential": "Exponential"}  # k_diffusion.sampling.get_sigmas_<key>
 
 try:
@@ -44,6 +43,7 @@ try:
     from vrg_core.optimize import optimize_sigmas
     from vrg_core.schedule_file import load_schedule
     from vrg_core.table_io import load_table
+    from vrg_webui import PLUS_PREFIX, PREFIX
     from vrg_webui.model import check_same_model
     from vrg_webui.search import WebuiParts, check_request, override
 except ImportError as e:

@@ -33,10 +33,10 @@ from vrg_core.errors import Cancelled, VRGError
 from vrg_core.search import SearchCache, SearchRequest, SearchResult, Start, cached_search
 from vrg_core.search.request import Search
 from vrg_core.search.samplers import HOST_SAMPLERS, Sampler, host_sampler
+from . import PLUS_PREFIX, PREFIX
 from .model import loaded_fingerprint, model_kind
 
 SEED = 0  # of the search's own noise: the same checkpoint and settings give the same schedule
-PREFIXES = ("vrg_", "vrgplus_")  # VRG's own schedule types, never candidates
 
 
 @dataclasses.dataclass(frozen=True)
@@ -105,7 +105,7 @@ def candidates(p, steps: int, parts: WebuiParts) -> tuple[dict[str, np.ndarray],
     """({label: σ} of every other schedule type at `steps` steps, as the sampler runs it; the labels that failed)."""
     found, failed = {}, []
     for scheduler in parts.schedulers:
-        if scheduler.name.startswith(PREFIXES) or scheduler.function is None or scheduler.label == p.scheduler:
+        if scheduler.name.startswith((PREFIX, PLUS_PREFIX)) or scheduler.function is None or scheduler.label == p.scheduler:
             continue
         try:
             found[scheduler.label] = webui_sigmas(p, steps, scheduler.label)
