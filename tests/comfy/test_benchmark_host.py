@@ -96,3 +96,20 @@ def test_demo_schedules_are_comfyuis(backend, name, steps):
             assert np.array_equal(sigmas, theirs[scheduler]), scheduler
         else:
             np.testing.assert_allclose(sigmas, theirs[scheduler], rtol=1e-6, err_msg=scheduler)
+
+
+def test_sde_benchmark_runs_comfyuis_sampler_on_one_path_that_converges(backend, tmp_path):
+    """benchmarks/sde_path: ComfyUI's dpmpp_2m_sde on one Brownian path per seed is deterministic and converges
+    pathwise (a finer grid lands closer to the 320-step result), and its quick run writes its report."""
+    from benchmarks.sde_path import SeedPath, main
+    from benchmarks.subjects import demo_subject
+
+    subject = demo_subject("eps")
+    karras = {n: backend.sigmas(sampling_of("eps"), "karras", n).double().numpy() for n in (20, 80, 320)}
+    path = SeedPath(backend, subject, 0, 8, 1.001 * float(karras[320][0]), 0.5 * float(karras[320][-2]))
+    reference = path.final("dpmpp_2m_sde", karras[320])
+    assert torch.equal(path.final("dpmpp_2m_sde", karras[320]), reference)
+    far, near = (float((path.final("dpmpp_2m_sde", karras[n]) - reference).pow(2).mean()) for n in (20, 80))
+    assert near < far / 4
+    main(["--quick", "--subjects", "eps", "--out", str(tmp_path)])
+    assert "| VRG+ (noise-free search) |" in (tmp_path / "sde_path.md").read_text()

@@ -1,0 +1,161 @@
+"""The SDE samplers judged against their own pathwise limit: the same SDE solved finely on the same Brownian path.
+
+    COMFYUI_PATH=<ComfyUI> python -m benchmarks.sde_path [--quick] [--out benchmarks/results]
+        [--subjects eps,flow] [--samplers dpmpp_2m_sde dpmpp_3m_sde] [--steps 5 10] [--seeds 3]
+        [--noises 32] [--reference 800]
+
+What VRG+ for the SDE samplers (issue 26) would aim at, measured before it exists. Per demo model,
+SDE sampler and seed: `noises` class-conditional noises (the seed's, as in `vrg_plus`) and one
+Brownian path (ComfyUI's own `BrownianTreeNoiseSampler`, seed 10 000 + seed, over one σ interval
+that holds every schedule, so every schedule sees the same path). The reference is the same ComfyUI
+sampler on `reference` steps of the base scheduler (karras for EPS, simple for flow). Reported, mean
+± std over seeds, as the mean squared distance per dimension of the final samples to the reference:
+
+* **teacher cost**: the same SDE on reference/2 … reference/16 steps — how fine a teacher must be;
+* **every candidate** the search node measures for the sampler at each step count, and **VRG+** as
+  it is today (the node's own search, on the sampler's noise-free part, noise seed = the seed).
+
+Starting states are the KSampler's (`noise_scaling`, with its max-denoise rule); ComfyUI only.
+Writes sde_path.json and sde_path.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import math
+import tempfile
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import torch
+
+from vrg_core.search import DEFAULT_EVALUATIONS
+
+from .backend import ComfyBackend, load_backend
+from .common import RESULTS, command_line, log, mean_std, write_results
+from .subjects import demo_subject
+from .vrg_plus import candidates, search
+
+BASE = {"eps": "karras", "flow": "simple"}
+TEACHER_SHARES = (2, 4, 8, 16)  # the teacher-cost rows: reference / share steps
+
+
+class SeedPath:
+    """One seed's noises, model and Brownian path: `final(sampler, sigmas)` is the sampler's result on `sigmas`."""
+
+    def __init__(self, backend: ComfyBackend, subject, seed: int, noises: int, top: float, low: float):
+        self.kdiff = importlib.import_module("comfy.k_diffusion.sampling")
+        batch = subject.batch(seed, noises)
+        denoise = subject.make_denoise(batch)
+        self.ms = backend.model_sampling(subject.sampling)
+        self.noise, self.seed, self.top, self.low = batch.noise.float(), 10_000 + seed, top, low
+
+        class Model:  # KSAMPLER's model: a call, and what the sampler functions read through `inner_model`
+            inner_model = SimpleNamespace(model_sampling=self.ms,
+                                          model_patcher=backend.guider(subject.sampling).model_patcher)
+
+            def __call__(self, x, sigma, **_):
+                return denoise(x, sigma)
+
+        self.model = Model()
+
+    def start(self, sigma0: float) -> torch.Tensor:
+        """The KSampler's first state at `sigma0` from the noise on an empty latent (max-denoise as it decides it)."""
+        sigma_max = float(self.ms.sigma_max)
+        max_denoise = math.isclose(sigma_max, sigma0, rel_tol=1e-05) or sigma0 > sigma_max
+        return self.ms.noise_scaling(torch.tensor(sigma0), self.noise, torch.zeros_like(self.noise), max_denoise)
+
+    def final(self, sampler: str, sigmas) -> torch.Tensor:
+        sigmas = torch.as_tensor(np.asarray(sigmas), dtype=torch.float32)
+        x = self.start(float(sigmas[0]))
+        path = self.kdiff.BrownianTreeNoiseSampler(x, torch.tensor(self.low), torch.tensor(self.top), seed=self.seed,
+                                                   cpu=True)
+        with torch.no_grad():
+            return getattr(self.kdiff, f"sample_{sampler}")(self.model, x, sigmas.clone(), extra_args={},
+                                                            disable=True, noise_sampler=path).double()
+
+
+def distance(samples: torch.Tensor, reference: torch.Tensor) -> float:
+    return float((samples - reference).pow(2).mean())
+
+
+def run_cell(backend, subject, sampler: str, a) -> dict:
+    """One model and sampler over the seeds: teacher cost, and every schedule at each step count."""
+    reference_sigmas = backend.sigmas(subject.sampling, BASE[subject.name], a.reference).double().numpy()
+    schedules = {steps: {**candidates(backend, subject, steps, sampler)} for steps in a.steps}
+    teacher_rows = {share: backend.sigmas(subject.sampling, BASE[subject.name], a.reference // share).double().numpy()
+                    for share in TEACHER_SHARES}
+    every = [reference_sigmas, *teacher_rows.values(), *(s for c in schedules.values() for s in c.values())]
+    top = 1.001 * max(float(s[0]) for s in every)
+    low = 0.5 * min(float(s[s > 0].min()) for s in every)
+    teacher, cells = {share: [] for share in TEACHER_SHARES}, {steps: {} for steps in a.steps}
+    for seed in a.seeds:
+        path = SeedPath(backend, subject, seed, a.noises, top, low)
+        reference = path.final(sampler, reference_sigmas)
+        for share, sigmas in teacher_rows.items():
+            teacher[share].append(distance(path.final(sampler, sigmas), reference))
+        for steps in a.steps:
+            found = dict(schedules[steps])
+            found["VRG+ (noise-free search)"] = search(backend, subject, sampler, steps, seed, a.evaluations).sigmas
+            for name, sigmas in found.items():
+                cells[steps].setdefault(name, []).append(distance(path.final(sampler, sigmas), reference))
+        log(f"{subject.name} {sampler} seed {seed}: done")
+    return {"sampler": sampler, "teacher": {str(a.reference // s): v for s, v in teacher.items()},
+            "cells": {str(steps): c for steps, c in cells.items()}}
+
+
+def report(results: dict) -> str:
+    lines = [f"# SDE samplers against their own pathwise limit ({results['backend']}, {results['date']})", "",
+             f"`{results['command']}`", "",
+             f"{results['noises']} noises a seed, seeds {results['seeds']}; reference: the same sampler on "
+             f"{results['reference']} steps, on the same Brownian path. Mean squared distance per dimension to it, "
+             "mean ± std over seeds.", ""]
+    for subject in results["subjects"]:
+        for cell in subject["cells"]:
+            lines += [f"## {subject['title']}: {cell['sampler']}", "",
+                      "Teacher cost (the same SDE on fewer steps): " +
+                      ", ".join(f"{n} steps {mean_std(v)}" for n, v in cell["teacher"].items()), "",
+                      "| schedule | " + " | ".join(f"{n} steps" for n in cell["cells"]) + " |",
+                      "|---|" + "---|" * len(cell["cells"])]
+            names = sorted({k for c in cell["cells"].values() for k in c})
+            for name in names:
+                lines.append(f"| {name} | " + " | ".join(mean_std(c[name]) if name in c else "–"
+                                                        for c in cell["cells"].values()) + " |")
+            lines.append("")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.sde_path", description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="smoke run: 1 seed of 8 noises, dpmpp_2m_sde, 5 steps")
+    ap.add_argument("--out", type=Path, help="default benchmarks/results (quick: a new temporary folder)")
+    ap.add_argument("--subjects", default="eps,flow", help="demo models, comma-separated (default eps,flow)")
+    ap.add_argument("--samplers", nargs="+", default=["dpmpp_2m_sde", "dpmpp_3m_sde"])
+    ap.add_argument("--steps", nargs="+", type=int, default=[5, 10])
+    ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--noises", type=int, default=32, help="noises a seed (default 32)")
+    ap.add_argument("--reference", type=int, default=800, help="the reference's steps (default 800)")
+    ap.add_argument("--evaluations", type=int, default=DEFAULT_EVALUATIONS, help="VRG+ budget (default 2000)")
+    a = ap.parse_args(argv)
+    if a.quick:
+        a.samplers, a.steps, a.seeds, a.noises, a.reference, a.evaluations = ["dpmpp_2m_sde"], [5], 1, 8, 160, 1000
+    a.seeds = list(range(a.seeds))
+    backend = load_backend("comfyui")
+    out = a.out or (Path(tempfile.mkdtemp(prefix="vrg-sde-quick-")) if a.quick else RESULTS)
+    t0 = time.perf_counter()
+    results = {"command": command_line("sde_path", backend, argv), "backend": backend.version,
+               "date": time.strftime("%Y-%m-%d"), "seeds": a.seeds, "noises": a.noises, "reference": a.reference,
+               "evaluations": a.evaluations, "subjects": []}
+    for name in a.subjects.split(","):
+        subject = demo_subject(name)
+        results["subjects"].append({"name": name, "title": subject.title,
+                                    "cells": [run_cell(backend, subject, sampler, a) for sampler in a.samplers]})
+    results["seconds"] = time.perf_counter() - t0
+    write_results(out, "sde_path", results, report(results))
+
+
+if __name__ == "__main__":
+    main()
