@@ -37,9 +37,8 @@ from vrg_core.search import DEFAULT_EVALUATIONS
 from .backend import ComfyBackend, load_backend
 from .common import RESULTS, command_line, log, mean_std, write_results
 from .subjects import demo_subject
-from .vrg_plus import candidates, search
+from .vrg_plus import BASE, candidates, search
 
-BASE = {"eps": "karras", "flow": "simple"}
 TEACHER_SHARES = (2, 4, 8, 16)  # the teacher-cost rows: reference / share steps
 
 
@@ -85,7 +84,7 @@ def distance(samples: torch.Tensor, reference: torch.Tensor) -> float:
 def run_cell(backend, subject, sampler: str, a) -> dict:
     """One model and sampler over the seeds: teacher cost, and every schedule at each step count."""
     reference_sigmas = backend.sigmas(subject.sampling, BASE[subject.name], a.reference).double().numpy()
-    schedules = {steps: {**candidates(backend, subject, steps, sampler)} for steps in a.steps}
+    schedules = {steps: candidates(backend, subject, steps, sampler) for steps in a.steps}
     teacher_rows = {share: backend.sigmas(subject.sampling, BASE[subject.name], a.reference // share).double().numpy()
                     for share in TEACHER_SHARES}
     every = [reference_sigmas, *teacher_rows.values(), *(s for c in schedules.values() for s in c.values())]
@@ -98,8 +97,8 @@ def run_cell(backend, subject, sampler: str, a) -> dict:
         for share, sigmas in teacher_rows.items():
             teacher[share].append(distance(path.final(sampler, sigmas), reference))
         for steps in a.steps:
-            found = dict(schedules[steps])
-            found["VRG+ (noise-free search)"] = search(backend, subject, sampler, steps, seed, a.evaluations).sigmas
+            found = {**schedules[steps],
+                     "VRG+ (noise-free search)": search(backend, subject, sampler, steps, seed, a.evaluations).sigmas}
             for name, sigmas in found.items():
                 cells[steps].setdefault(name, []).append(distance(path.final(sampler, sigmas), reference))
         log(f"{subject.name} {sampler} seed {seed}: done")

@@ -66,6 +66,19 @@ def forge_inner_model(case: dict):
     return linker
 
 
+def forge_predict(linker):
+    """D(x, σ, text) of the case's model through Forge's predictor, as its sampling_function applies it."""
+    from webui_parts import text_eps
+
+    predictor, unet = linker.predictor, linker.inner_model.forge_objects.unet.model.diffusion_model
+
+    def predict(x, sigma, text):
+        eps = text_eps(unet, predictor.calculate_input(sigma, x), predictor.timestep(sigma), text)
+        return predictor.calculate_denoised(sigma, eps, x)
+
+    return predict
+
+
 def forge_samplers(forge: str) -> list:
     """Forge's own `samplers_k_diffusion` (label, function name, aliases, options), read from its
     `modules/sd_samplers_kdiffusion.py` (which imports Forge's whole runtime); a function given by object rather
@@ -89,18 +102,13 @@ def every_sampler_in_forge(sd_schedulers, module, forge: str, models_path: str, 
     evaluations) then its sampling: {label: {"ran", "seen", "searched"} or {"error"}}."""
     import k_diffusion.sampling
     import torch
-    from webui_parts import KDiffusionSampler, LatentShape, Processing, State, text_eps
+    from webui_parts import KDiffusionSampler, LatentShape, Processing, State
 
     from vrg_core.errors import VRGError
     from vrg_webui.search import WebuiParts
 
     linker = forge_inner_model(case)
-    predictor, unet = linker.predictor, linker.inner_model.forge_objects.unet.model.diffusion_model
-
-    def predict(x, sigma, text):
-        eps = text_eps(unet, predictor.calculate_input(sigma, x), predictor.timestep(sigma), text)
-        return predictor.calculate_denoised(sigma, eps, x)
-
+    predictor, predict = linker.predictor, forge_predict(linker)
     samplers, out = forge_samplers(forge), {}
     for index, (label, funcname, _, options) in enumerate(samplers):
         state, folder = State(), Path(models_path) / str(index)
@@ -131,17 +139,12 @@ def search_in_forge(sd_schedulers, module, models_path: str, case: dict) -> dict
 
     import k_diffusion.sampling
     import torch
-    from webui_parts import SAMPLERS_K_DIFFUSION, KDiffusionSampler, LatentShape, Processing, State, text_eps
+    from webui_parts import SAMPLERS_K_DIFFUSION, KDiffusionSampler, LatentShape, Processing, State
 
     from vrg_webui.search import WebuiParts
 
     linker = forge_inner_model(case)
-    predictor, unet = linker.predictor, linker.inner_model.forge_objects.unet.model.diffusion_model
-
-    def predict(x, sigma, text):  # Forge's predictor around the model, as its sampling_function applies it
-        eps = text_eps(unet, predictor.calculate_input(sigma, x), predictor.timestep(sigma), text)
-        return predictor.calculate_denoised(sigma, eps, x)
-
+    predictor, predict = linker.predictor, forge_predict(linker)
     state, lines, out = State(), [], {"ran": [], "calls": []}
     parts = WebuiParts(state, types_module.SimpleNamespace(sgm_noise_multiplier=False), sd_schedulers.schedulers,
                        SAMPLERS_K_DIFFUSION, torch.device("cpu"), Path(models_path), lines.append)

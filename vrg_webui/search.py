@@ -183,11 +183,14 @@ def search_request(p, name: str, steps: int, evaluations: int, parts: WebuiParts
     return request, failed
 
 
-def webui_run(p, request: SearchRequest, parts: WebuiParts) -> Callable[[Search], SearchResult]:
-    """The `Run` of `cached_search`: the webui's sampler set up as for its own sampling (`initialize(p)`, and
-    the step counts `launch_sampling` sets), then the search on its denoiser."""
+def webui_run(p, request: SearchRequest, parts: WebuiParts, what: str) -> Callable[[Search], SearchResult]:
+    """The `Run` of `cached_search` (called only when no cached search serves `request`): the console line and
+    progress text saying so, the webui's sampler set up as for its own sampling (`initialize(p)`, and the step
+    counts `launch_sampling` sets), then the search on its denoiser."""
 
     def run(search: Search) -> SearchResult:
+        parts.say(f"VRG+: searching the schedule for {what}: {request.evaluations} model evaluations, once")
+        parts.state.textinfo = "VRG+: searching the schedule"
         sampler = p.sampler
         sampler.initialize(p)
         sampler.model_wrap_cfg.steps = request.steps
@@ -213,11 +216,8 @@ def schedule_for(p, name: str, steps: int, evaluations: int, parts: WebuiParts) 
         state.sampling_steps, state.sampling_step = total, done
 
     shown = state.textinfo
-    if cache.find(request.settings()) is None:
-        parts.say(f"VRG+: searching the schedule for {what}: {request.evaluations} model evaluations, once")
-        state.textinfo = "VRG+: searching the schedule"
     try:
-        result, hit = cached_search(request, webui_run(p, request, parts), cache, progress,
+        result, hit = cached_search(request, webui_run(p, request, parts, what), cache, progress,
                                     lambda: state.interrupted or state.skipped)
     except Cancelled as e:
         parts.say(f"VRG+: {e}")
