@@ -2,18 +2,21 @@
 
     COMFYUI_PATH=<ComfyUI> python -m benchmarks.sde_path [--quick] [--out benchmarks/results]
         [--subjects eps,flow] [--samplers dpmpp_2m_sde dpmpp_3m_sde] [--steps 5 10] [--seeds 3]
-        [--noises 32] [--reference 800]
+        [--noises 32] [--reference 800] [--fd-samples 384]
 
-What VRG+ for the SDE samplers (issue 26) would aim at, measured before it exists. Per demo model,
-SDE sampler and seed: `noises` class-conditional noises (the seed's, as in `vrg_plus`) and one
-Brownian path (ComfyUI's own `BrownianTreeNoiseSampler`, seed 10 000 + seed, over one σ interval
-that holds every schedule, so every schedule sees the same path). The reference is the same ComfyUI
-sampler on `reference` steps of the base scheduler (karras for EPS, simple for flow). Reported, mean
-± std over seeds, as the mean squared distance per dimension of the final samples to the reference:
+VRG+ for the SDE samplers judged by what it aims at. Per demo model, SDE sampler and seed: `noises`
+class-conditional noises (the seed's, as in `vrg_plus`) and one Brownian path (ComfyUI's own
+`BrownianTreeNoiseSampler`, seed 10 000 + seed, over one σ interval that holds every schedule, so
+every schedule sees the same path). The reference is the same ComfyUI sampler on `reference` steps
+of the base scheduler (karras for EPS, simple for flow). Reported, mean ± std over seeds:
 
-* **teacher cost**: the same SDE on reference/2 … reference/16 steps — how fine a teacher must be;
-* **every candidate** the search node measures for the sampler at each step count, and **VRG+** as
-  it is today (the node's own search, on the sampler's noise-free part, noise seed = the seed).
+* **teacher cost**: the same SDE on reference/2 … reference/16 steps, distance to the reference — how
+  fine a teacher must be;
+* **every candidate** the search node measures for the sampler at each step count, and **VRG+** (the
+  node's own search, its noise and paths its own, seed = the seed): the mean squared distance per
+  dimension of the final samples to the reference on the same path, and the **FD** to held-out digits
+  of `fd-samples` samples (the seed's first noises and more) drawn by ComfyUI's KSampler itself with
+  its own noise (its Brownian tree over the schedule's own range, seeded with the seed).
 
 Starting states are the KSampler's (`noise_scaling`, with its max-denoise rule); ComfyUI only.
 Writes sde_path.json and sde_path.md.
@@ -91,40 +94,71 @@ def run_cell(backend, subject, sampler: str, a) -> dict:
     top = 1.001 * max(float(s[0]) for s in every)
     low = 0.5 * min(float(s[s > 0].min()) for s in every)
     teacher, cells = {share: [] for share in TEACHER_SHARES}, {steps: {} for steps in a.steps}
+    fd, searches = {steps: {} for steps in a.steps}, {steps: [] for steps in a.steps}
     for seed in a.seeds:
         path = SeedPath(backend, subject, seed, a.noises, top, low)
         reference = path.final(sampler, reference_sigmas)
         for share, sigmas in teacher_rows.items():
             teacher[share].append(distance(path.final(sampler, sigmas), reference))
+        fd_batch = subject.batch(seed, a.fd_samples)
+        fd_denoise = subject.make_denoise(fd_batch)
         for steps in a.steps:
-            found = {**schedules[steps],
-                     "VRG+ (noise-free search)": search(backend, subject, sampler, steps, seed, a.evaluations).sigmas}
-            for name, sigmas in found.items():
+            found = search(backend, subject, sampler, steps, seed, a.evaluations)
+            searches[steps].append({"seed": seed, "chosen": found.chosen, "verdict": found.verdict.to_record(),
+                                    "sigmas": found.sigmas.tolist(), "evaluations": found.evaluations})
+            for name, sigmas in {**schedules[steps], "VRG+": found.sigmas}.items():
                 cells[steps].setdefault(name, []).append(distance(path.final(sampler, sigmas), reference))
+                if a.fd_samples:
+                    with torch.inference_mode():
+                        out = backend.sample(sampler, fd_denoise, fd_batch.noise, torch.as_tensor(sigmas).float(),
+                                             subject.sampling, seed=seed)
+                    fd[steps].setdefault(name, []).append(float(subject.metric(out.float())))
         log(f"{subject.name} {sampler} seed {seed}: done")
     return {"sampler": sampler, "teacher": {str(a.reference // s): v for s, v in teacher.items()},
-            "cells": {str(steps): c for steps, c in cells.items()}}
+            "cells": {str(steps): c for steps, c in cells.items()}, "fd": {str(steps): c for steps, c in fd.items()},
+            "searches": {str(steps): c for steps, c in searches.items()}}
 
 
 def report(results: dict) -> str:
     lines = [f"# SDE samplers against their own pathwise limit ({results['backend']}, {results['date']})", "",
              f"`{results['command']}`", "",
              f"{results['noises']} noises a seed, seeds {results['seeds']}; reference: the same sampler on "
-             f"{results['reference']} steps, on the same Brownian path. Mean squared distance per dimension to it, "
-             "mean ± std over seeds.", ""]
+             f"{results['reference']} steps, on the same Brownian path. Distance: mean squared distance per dimension "
+             f"to it; FD: to held-out digits, {results['fd_samples']} samples a seed by the KSampler with its own noise; "
+             "mean ± std over seeds. VRG+: the node's search (its choice per seed below the table).", ""]
     for subject in results["subjects"]:
         for cell in subject["cells"]:
             lines += [f"## {subject['title']}: {cell['sampler']}", "",
                       "Teacher cost (the same SDE on fewer steps): " +
                       ", ".join(f"{n} steps {mean_std(v)}" for n, v in cell["teacher"].items()), "",
-                      "| schedule | " + " | ".join(f"{n} steps" for n in cell["cells"]) + " |",
-                      "|---|" + "---|" * len(cell["cells"])]
-            names = sorted({k for c in cell["cells"].values() for k in c})
+                      "| schedule | " + " | ".join(f"{n} steps: distance | FD" for n in cell["cells"]) + " |",
+                      "|---|" + "---|---|" * len(cell["cells"])]
+            names = sorted({k for c in cell["cells"].values() for k in c}, key=lambda k: (k != "VRG+", k))
             for name in names:
-                lines.append(f"| {name} | " + " | ".join(mean_std(c[name]) if name in c else "–"
-                                                        for c in cell["cells"].values()) + " |")
-            lines.append("")
+                lines.append(f"| {name} | " + " | ".join(
+                    f"{mean_std(c[name]) if name in c else '–'} | {mean_std(cell['fd'][n][name]) if cell['fd'][n] else '–'}"
+                    for n, c in cell["cells"].items()) + " |")
+            lines += ["", "VRG+ kept, per seed: " + "; ".join(
+                f"{n} steps: " + ", ".join(s["chosen"] for s in found) for n, found in cell["searches"].items()),
+                "", ratios(cell), ""]
     return "\n".join(lines)
+
+
+def ratios(cell: dict) -> str:
+    """VRG+'s mean distance over the best other schedule's, per step count."""
+    out = []
+    for n, c in cell["cells"].items():
+        others = {k: np.mean(v) for k, v in c.items() if k != "VRG+"}
+        best = min(others, key=others.get)
+        out.append(f"{n} steps: {np.mean(c['VRG+']) / others[best]:.2f}× {best}")
+    return "VRG+ / the best other schedule by distance: " + ", ".join(out) + "; by FD: " + ", ".join(
+        fd_against_best(f) for f in cell["fd"].values() if f)
+
+
+def fd_against_best(fd: dict) -> str:
+    """VRG+'s FD beside the best other schedule's (least mean FD), each mean ± std over seeds."""
+    best = min((k for k in fd if k != "VRG+"), key=lambda k: np.mean(fd[k]))
+    return f"{mean_std(fd['VRG+'])} against {best} {mean_std(fd[best])}"
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -138,16 +172,18 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--noises", type=int, default=32, help="noises a seed (default 32)")
     ap.add_argument("--reference", type=int, default=800, help="the reference's steps (default 800)")
     ap.add_argument("--evaluations", type=int, default=DEFAULT_EVALUATIONS, help="VRG+ budget (default 2000)")
+    ap.add_argument("--fd-samples", type=int, default=384, help="FD samples a seed (default 384; 0: no FD)")
     a = ap.parse_args(argv)
     if a.quick:
         a.samplers, a.steps, a.seeds, a.noises, a.reference, a.evaluations = ["dpmpp_2m_sde"], [5], 1, 8, 160, 1000
+        a.fd_samples = 0
     a.seeds = list(range(a.seeds))
     backend = load_backend("comfyui")
     out = a.out or (Path(tempfile.mkdtemp(prefix="vrg-sde-quick-")) if a.quick else RESULTS)
     t0 = time.perf_counter()
     results = {"command": command_line("sde_path", backend, argv), "backend": backend.version,
                "date": time.strftime("%Y-%m-%d"), "seeds": a.seeds, "noises": a.noises, "reference": a.reference,
-               "evaluations": a.evaluations, "subjects": []}
+               "evaluations": a.evaluations, "fd_samples": a.fd_samples, "subjects": []}
     for name in a.subjects.split(","):
         subject = demo_subject(name)
         results["subjects"].append({"name": name, "title": subject.title,

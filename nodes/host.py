@@ -19,6 +19,7 @@ import torch
 import comfy.model_sampling as sampling
 import comfy.sample
 import comfy.samplers
+from comfy.k_diffusion.sampling import BrownianTreeNoiseSampler
 
 from ..vrg_core.errors import VRGError
 from ..vrg_core.parameterization import ModelKind
@@ -168,8 +169,16 @@ def covered_samplers() -> list[str]:
 
 
 def comfy_sampler(name: str, host=None) -> Sampler:
-    """Sampler `name` with ComfyUI's own sampler function; `host` — the guider the function may read."""
-    return host_sampler(name, lambda runs: comfy.samplers.sampler_object(runs).sampler_function, host)
+    """Sampler `name` with ComfyUI's own sampler function; `host` — the guider the function may read. An SDE
+    sampler's Brownian paths are ComfyUI's own (`brownian_paths`), so it is judged against its own limit."""
+    return host_sampler(name, lambda runs: comfy.samplers.sampler_object(runs).sampler_function, host,
+                        brownian_paths)
+
+
+def brownian_paths(x: torch.Tensor, low: float, high: float, seeds: list[int]):
+    """ComfyUI's `BrownianTreeNoiseSampler` over σ in [low, high] with one tree per row of `x`, each seeded with
+    its seed (on the CPU, as the KSampler's SDE samplers draw it)."""
+    return BrownianTreeNoiseSampler(x, torch.tensor(low), torch.tensor(high), seed=seeds, cpu=True)
 
 
 def searched_alike(function, searched: str) -> bool:

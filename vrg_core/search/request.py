@@ -89,7 +89,7 @@ def cached_search(request: SearchRequest, run: Run, cache: SearchCache | None = 
         return search_schedule(denoise, start, request.base, sampler or request.sampler, request.kind, request.sigma_min,
                                table=request.table, candidates=request.candidates, evaluations=request.evaluations,
                                variance_weight=request.variance_weight, batch_size=request.batch_size,
-                               progress=progress, should_stop=should_stop)
+                               progress=progress, should_stop=should_stop, seed=request.seed)
 
     result = run(search)
     if cache is not None:

@@ -28,7 +28,13 @@ With an error table and `variance_weight` > 0, VRG's prediction-error term (prop
 final sample) is added to every measure. The sampler (`samplers.Sampler`) is the host's own
 sampler function: every check samples with it and the refinement runs it on the teacher's
 vectors; only the dynamic programme proposes paths with a simpler step (`Sampler.proxy`).
-Stochastic samplers are searched and checked on their noise-free part (eta 0) and not refined.
+Stochastic samplers are searched and checked on their noise-free part (eta 0) and not refined,
+except a pathwise one (an SDE sampler whose noise is a Brownian path the host gives,
+`Sampler.pathwise`): each noise gets its own path (`pathwise.Paths`), and every check after
+`FIRST_CHECKS`' noise-free runs (which measure the response for the prediction), and the
+out-of-sample choice, run the sampler as the user does, with its noise on that path, judged
+against the same SDE solved on the `Plan.reference`-point fine grid on the same path (its
+pathwise limit) instead of the ODE's converged result.
 
 The model is seen only as `denoise(x, sigma, index) -> D`: `index` are the sample numbers
 0..B−1, so a host can pick per-sample conditioning. `start(count, sigma)` gives the first
@@ -55,12 +61,13 @@ from ..profile import Denoise
 from .path import best_path, step_errors
 from .refine import linearised_error, mismatch_curve, refine, response_curve
 from .result import SEARCHED, Objective, SearchResult
+from .pathwise import paths_for
 from .samplers import Sampler, as_sampler
 from .selection import judge, margin, solve
 from .survival import error_survival, propagated_variance
 from .teacher import check, per_noise_distance, run_teacher
 
-METHOD = 10  # raised whenever the search changes, so a cached result of an older search is not reused
+METHOD = 11  # raised whenever the search changes, so a cached result of an older search is not reused
 MAX_STEPS = 50
 DEFAULT_EVALUATIONS = 2000
 DEFAULT_GRID = 40
@@ -75,6 +82,8 @@ FULL_CHECKS = 5  # further pool schedules sampled, the best by the predicted err
 # far from the teacher's path: with 2 fixed checks AYS-SD1, the best on the demo EPS model, was never measured in
 # 3 of 4 searches (Euler / 5), with 4 it was kept in 4 of 4. A short budget (many steps) samples `FEWER_CHECKS`.
 FEWER_CHECKS = 3
+PATH_CHECKS = 8  # a pathwise sampler's: the prediction is the noise-free run's, which misranks schedules for the SDE
+# (demo EPS, DPM++ 2M SDE / 5: sgm_uniform, the closest to the SDE's limit, was never measured with 5)
 REFINED = 2  # the best measured schedules refined on the predicted error, then sampled
 ROUNDS = 2  # refinements of each, the response measured again in between
 HOLD_SHARE = 0.3  # of the budget, for the held-back noises of the out-of-sample choice (`selection`)
@@ -94,7 +103,8 @@ class Plan:
     """How the budget is spent: `samples` teacher noises, `grid` points, `checks` sampled schedules of `calls` model
     calls, of which `rounds` rounds of `REFINED` refined ones; `held` held-back noises, each solved on the grid and
     sampled with the best searched schedule and the `held_fixed` best fixed ones for the out-of-sample choice,
-    their converged results solved on `reference` points."""
+    their converged results solved on `reference` points; `path` — a pathwise sampler's evaluations per noise for its
+    limit (the SDE itself on the `reference` points, teacher and held-back noises alike), else 0."""
 
     samples: int
     grid: int
@@ -104,6 +114,7 @@ class Plan:
     held: int = 0
     held_fixed: int = HELD_FIXED
     reference: int = DEFAULT_GRID
+    path: int = 0
 
     @property
     def full_checks(self) -> int:
@@ -111,12 +122,22 @@ class Plan:
         return self.checks - len(FIRST_CHECKS) - REFINED * self.rounds
 
     @property
+    def noise_free(self) -> int:
+        """Noise-free runs of a pathwise sampler, to measure the response (`FIRST_CHECKS`); else 0."""
+        return len(FIRST_CHECKS) if self.path else 0
+
+    @property
+    def per_sample(self) -> int:
+        """Evaluations per teacher noise."""
+        return self.grid + self.path + (self.checks + self.noise_free) * self.calls
+
+    @property
     def held_evaluations(self) -> int:
-        return self.held * (self.reference + (1 + self.held_fixed) * self.calls)
+        return self.held * ((self.path or self.reference) + (1 + self.held_fixed) * self.calls)
 
     @property
     def evaluations(self) -> int:
-        return self.samples * (self.grid + self.checks * self.calls) + self.held_evaluations
+        return self.samples * self.per_sample + self.held_evaluations
 
 
 def plan_for(evaluations: int, steps: int, sampler: str | Sampler, grid_size: int = DEFAULT_GRID) -> Plan:
@@ -131,13 +152,16 @@ def plan_for(evaluations: int, steps: int, sampler: str | Sampler, grid_size: in
     grid = max(grid_size, 2 * steps)
     calls = steps * sampler.calls_per_step
     reference = max(grid, min(REFERENCE_PER_STEP * steps, MAX_REFERENCE))
-    for held_fixed, full, rounds in itertools.product(range(HELD_FIXED, 0, -1), (FULL_CHECKS, FEWER_CHECKS),
+    path = reference * sampler.calls_per_step if sampler.pathwise else 0
+    full_checks = PATH_CHECKS if sampler.pathwise else FULL_CHECKS
+    for held_fixed, full, rounds in itertools.product(range(HELD_FIXED, 0, -1), (full_checks, FEWER_CHECKS),
                                                       range(0 if sampler.stochastic else ROUNDS, -1, -1)):
-        per_held = reference + (1 + held_fixed) * calls
+        per_held = (path or reference) + (1 + held_fixed) * calls
         held = max(MIN_HELD, int(HOLD_SHARE * evaluations) // per_held)
         checks = len(FIRST_CHECKS) + full + REFINED * rounds
-        plan = Plan(max(evaluations - held * per_held, 0) // (grid + checks * calls), grid, calls, checks, rounds,
-                    held, held_fixed, reference)
+        per_sample = Plan(1, grid, calls, checks, rounds, path=path).per_sample
+        plan = Plan(max(evaluations - held * per_held, 0) // per_sample, grid, calls, checks, rounds, held, held_fixed,
+                    reference, path)
         if plan.samples >= MIN_SAMPLES:
             break
     return plan
@@ -186,6 +210,7 @@ def search_schedule(
     batch_size: int = 64,
     progress: Callable[[int, int], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    seed: int = 0,
 ) -> SearchResult:
     """Search a `len(base_sigmas) − 1`-step schedule for `sampler` on the model behind `denoise`.
 
@@ -197,7 +222,8 @@ def search_schedule(
     not fit (another length, not ending at 0, starting above σ_0) is left out. `table` — an error
     table of this model: adds VRG alone as a candidate and, with `variance_weight` > 0, VRG's
     term to every measure. At most `evaluations` model evaluations (per sample) are spent,
-    `batch_size` samples at a time (memory: at most 4·`grid_size` latents per batch sample).
+    `batch_size` samples at a time (memory: at most 4·`grid_size` latents per batch sample). `seed` — of a
+    pathwise sampler's Brownian paths (`pathwise.Paths`; the host's `start` has its own).
     Deterministic for deterministic `denoise` and `start`. The stages are those of the module's docstring.
     """
     base = as_schedule(base_sigmas, "base sigmas")
@@ -205,7 +231,7 @@ def search_schedule(
     plan = checked_plan(base, sampler, kind, sigma_min, table, evaluations, grid_size, variance_weight, batch_size)
     pool = fixed_pool(base, table, candidates)
     run = _Run(denoise, start, sampler, plan, table, variance_weight, batch_size,
-               Budget(plan.evaluations, progress, should_stop))
+               Budget(plan.evaluations, progress, should_stop), seed)
     run.teach(float(base[0]), noise_level_grid(sigma_min, float(base[0]), plan.grid, kind)[::-1].copy(), kind)
     for name, sigmas in run.searched_paths(len(base) - 1).items():
         pool.setdefault(name, sigmas)
@@ -242,7 +268,7 @@ def checked_plan(base: np.ndarray, sampler: Sampler, kind: ModelKind, sigma_min:
     plan = plan_for(evaluations, steps, sampler, grid_size)
     if plan.samples < MIN_SAMPLES:
         raise VRGError(f"{evaluations} evaluations are too few for {steps} steps; allow at least "
-                       f"{MIN_SAMPLES * (plan.grid + plan.checks * plan.calls) + plan.held_evaluations}")
+                       f"{MIN_SAMPLES * plan.per_sample + plan.held_evaluations}")
     return plan
 
 
@@ -260,12 +286,14 @@ def fixed_pool(base: np.ndarray, table: ErrorTable | None, candidates: dict[str,
 
 class _Run:
     """One search's state between its stages: the teacher, the starting states per σ_0, what was measured
-    (`objectives`, and the response rows measured along the way), the prediction and the timers."""
+    (`objectives`, and the response rows measured along the way), the prediction and the timers; for a pathwise
+    sampler its `paths` and the teacher noises' `limit`."""
 
     def __init__(self, denoise: Denoise, start: Callable[[int, float], torch.Tensor], sampler: Sampler, plan: Plan,
-                 table: ErrorTable | None, variance_weight: float, batch_size: int, budget: Budget):
+                 table: ErrorTable | None, variance_weight: float, batch_size: int, budget: Budget, seed: int = 0):
         self.denoise, self.start, self.sampler, self.plan = denoise, start, sampler, plan
         self.table, self.variance_weight, self.batch_size, self.budget = table, variance_weight, batch_size, budget
+        self.seed, self.paths, self.limit = seed, None, None
         self.starts: dict[float, torch.Tensor] = {}
         self.objectives: dict[str, Objective] = {}
         self.per_noise: dict[str, np.ndarray] = {}  # each measured schedule's error per teacher noise
@@ -305,8 +333,25 @@ class _Run:
         self.search_seconds += time.perf_counter() - tick
         return paths
 
-    def measure(self, name: str, pool: dict[str, np.ndarray]) -> None:
-        """Sample `pool[name]` from every teacher noise: its error against the teacher, and the response rows."""
+    def fine(self) -> np.ndarray:
+        """The fine grid (σ descending from σ_0, then 0) of the held-back noises' converged results, and of a
+        pathwise sampler's limit."""
+        levels = noise_level_grid(float(self.grid[-1]), self.sigma0, self.plan.reference, self.kind)[::-1]
+        return np.append(levels, 0.0)
+
+    def follow_paths(self, pool: dict[str, np.ndarray]) -> None:
+        """A pathwise sampler's `paths` over every σ the pool and the fine grid run, and the teacher noises'
+        `limit`: the SDE on the fine grid on each noise's path."""
+        self.paths = paths_for(self.sampler, [self.fine(), *pool.values()], self.seed)
+        tick = time.perf_counter()
+        self.limit = solve(self.denoise, self.starting_states(self.sigma0), self.fine(), self.sampler, 0,
+                           self.batch_size, self.budget.spend, self.paths)
+        self.model_seconds += time.perf_counter() - tick
+
+    def measure(self, name: str, pool: dict[str, np.ndarray], response: bool = True) -> None:
+        """Sample `pool[name]` from every teacher noise: its error against the teacher (a pathwise sampler's: its
+        run on each noise's path against the `limit`), and the response rows (noise-free; a pathwise sampler's
+        only with `response`)."""
         sigmas = pool[name]
         same = next((k for k in self.objectives if np.array_equal(pool[k], sigmas)), None)
         if same is not None:
@@ -314,10 +359,14 @@ class _Run:
             return
         states = self.starting_states(float(sigmas[0]))
         tick = time.perf_counter()
-        errors, response = check(self.denoise, self.teacher, sigmas, self.sampler, states, self.batch_size,
+        if self.paths is None or response:
+            errors, rows = check(self.denoise, self.teacher, sigmas, self.sampler, states, self.batch_size,
                                  self.budget.spend)
+            self.rows.append(rows)
+        if self.paths is not None:
+            errors = per_noise_distance(solve(self.denoise, states, sigmas, self.sampler, 0, self.batch_size,
+                                              self.budget.spend, self.paths), self.limit)
         self.model_seconds += time.perf_counter() - tick
-        self.rows.append(response)
         self.per_noise[name] = errors
         self.objectives[name] = Objective(float(errors.mean()), self.variance(sigmas))
 
@@ -336,7 +385,10 @@ class _Run:
 
     def check_best(self, pool: dict[str, np.ndarray]) -> None:
         """Stages 3–4: sample `FIRST_CHECKS`, predict every pool schedule's error from the measured response,
-        and sample the `plan.full_checks` best predicted: one searched, the rest fixed."""
+        and sample the `plan.full_checks` best predicted: one searched, the rest fixed (a pathwise sampler: its
+        paths and limit first, then these with its noise)."""
+        if self.sampler.pathwise:
+            self.follow_paths(pool)
         for name in FIRST_CHECKS:
             self.measure(name, pool)
         tick = time.perf_counter()
@@ -347,7 +399,7 @@ class _Run:
         full = self.plan.full_checks
         fixed = [k for k in unmeasured if not k.startswith(SEARCHED)][:full - 1]
         for name in (fixed + [k for k in unmeasured if k not in fixed])[:full]:
-            self.measure(name, pool)
+            self.measure(name, pool, response=False)
 
     def refine_leaders(self, pool: dict[str, np.ndarray]) -> None:
         """Stage 5: `plan.rounds` rounds: refine the `REFINED` best measured on the prediction, sample them."""
@@ -367,7 +419,8 @@ class _Run:
 
     def choose_out_of_sample(self, pool: dict[str, np.ndarray]) -> None:
         """Stage 6 (`selection`): on the held-back noises, their converged results solved on `plan.reference` points
-        (finer than the teacher's grid above 5 steps), the best measured searched schedule and the
+        (finer than the teacher's grid above 5 steps; a pathwise sampler's: its limit, the SDE on those points on
+        each noise's path, the schedules run on it too), the best measured searched schedule and the
         `plan.held_fixed` best measured fixed ones are sampled. The rival is the fixed one closest over all noises
         (fixed schedules are not fitted, so the teacher's count too), its `Margin` over the other one measured
         there stated; the searched one is judged against it on the held-back noises alone."""
@@ -377,11 +430,12 @@ class _Run:
         contenders = distinct_best(fixed, pool, self.plan.held_fixed)
         best = min(searched, key=lambda k: searched[k].total)
         first, batch, spend = self.plan.samples, self.batch_size, self.budget.spend
-        fine = noise_level_grid(float(self.grid[-1]), self.sigma0, self.plan.reference, self.kind)[::-1]
-        reference = solve(self.denoise, self.starting_states(self.sigma0, held=True), np.append(fine, 0.0),
-                          "dpmpp_2m", first, batch, spend)
+        converged = self.sampler if self.paths is not None else "dpmpp_2m"
+        reference = solve(self.denoise, self.starting_states(self.sigma0, held=True), self.fine(), converged, first,
+                          batch, spend, self.paths)
         distance = {name: per_noise_distance(solve(self.denoise, self.starting_states(float(pool[name][0]), held=True),
-                                                   pool[name], self.sampler, first, batch, spend), reference)
+                                                   pool[name], self.sampler, first, batch, spend, self.paths),
+                                             reference)
                     for name in (best, *contenders)}
         every = {k: np.concatenate([self.per_noise[k], distance[k]]) for k in contenders}
         rival = min(contenders, key=lambda k: every[k].mean() + fixed[k].variance)

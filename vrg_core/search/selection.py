@@ -20,6 +20,7 @@ import torch
 
 from ..errors import VRGError
 from ..profile import Denoise
+from .pathwise import Paths
 from .samplers import Sampler, sample
 from .teacher import Spend, batches
 
@@ -96,14 +97,16 @@ def interval(low: float, high: float) -> str:
 
 
 def solve(denoise: Denoise, states: torch.Tensor, sigmas: np.ndarray, sampler: str | Sampler, first_index: int,
-          batch_size: int, spend: Spend) -> torch.Tensor:
-    """The noise-free `sampler` on `sigmas` from `states`, batch by batch (float64); the model sees sample
-    numbers `first_index`… (so a host's per-sample conditioning continues past the teacher's noises)."""
+          batch_size: int, spend: Spend, paths: Paths | None = None) -> torch.Tensor:
+    """The noise-free `sampler` on `sigmas` from `states`, or with `paths` its run on each noise's Brownian path,
+    batch by batch (float64); the model sees sample numbers `first_index`… (so a host's per-sample conditioning,
+    and the paths, continue past the teacher's noises)."""
     out = []
     for index in batches(len(states), batch_size):
-        count = len(index)
-        out.append(sample(denoise, states[index], sigmas, sampler, index + first_index,
-                          lambda sigma, x, d, count=count: spend(count)))
+        count, numbers = len(index), index + first_index
+        noise = None if paths is None else paths.noise(states[index], numbers)
+        out.append(sample(denoise, states[index], sigmas, sampler, numbers,
+                          lambda sigma, x, d, count=count: spend(count), noise))
     return torch.cat(out)
 
 
