@@ -73,8 +73,10 @@ class VRGCompareSchedules(io.ComfyNode):
                 sampling_model_input(),
                 empty_latent_input(),
                 io.Combo.Input("sampler_name", options=covered_samplers(), default="euler",
-                               tooltip="The sampler every schedule runs with. Stochastic ones (ancestral, SDE, "
-                                       "LCM) are compared on their noise-free part."),
+                               tooltip="The sampler every schedule runs with. The SDE ones (dpmpp_sde, "
+                                       "dpmpp_2m_sde, dpmpp_3m_sde, …) run with their noise, each noise on its own "
+                                       "Brownian path, against their own result on a fine grid on that path; the "
+                                       "other stochastic ones (ancestral, LCM) on their noise-free part."),
                 *sigmas_inputs(),
                 io.Int.Input("noises", default=16, min=MIN_NOISES, max=4096,
                              tooltip="Noises every schedule is sampled from; more give a narrower interval."),

@@ -109,8 +109,10 @@ class VRGSearchSchedule(io.ComfyNode):
                 empty_latent_input(),
                 io.Combo.Input("sampler_name", options=covered_samplers(), default="euler",
                                tooltip="The sampler the schedule is searched for; use the same in the KSampler. "
-                                       "Stochastic ones (ancestral, SDE, LCM) are searched on their noise-free "
-                                       "part, *_cfg_pp ones as their base sampler."),
+                                       "The SDE ones (dpmpp_sde, dpmpp_2m_sde, dpmpp_3m_sde, …) are judged by "
+                                       "their own result on a fine grid on the same noise path; the other "
+                                       "stochastic ones (ancestral, LCM) on their noise-free part; *_cfg_pp ones "
+                                       "as their base sampler."),
                 io.Combo.Input("scheduler", options=base_scheduler_names(), default="karras",
                                tooltip="The base schedule: its first sigma is where every searched schedule "
                                        "starts. It and every other scheduler are candidates the search must beat."),

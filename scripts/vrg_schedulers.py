@@ -45,7 +45,7 @@ try:
     from vrg_core.table_io import load_table
     from vrg_webui import PLUS_PREFIX, PREFIX
     from vrg_webui.model import check_same_model
-    from vrg_webui.search import WebuiParts, check_request, override
+    from vrg_webui.search import WebuiParts, check_request, k_diffusion_paths, override
 except ImportError as e:
     missing = e
 else:
@@ -127,10 +127,11 @@ else:
 
 def webui_parts():
     """The parts of the running webui a VRG+ search reads (`vrg_webui.search.WebuiParts`)."""
+    from k_diffusion.sampling import BrownianTreeNoiseSampler
     from modules import devices, sd_samplers_kdiffusion
 
     return WebuiParts(shared.state, shared.opts, sd_schedulers.schedulers, sd_samplers_kdiffusion.samplers_k_diffusion,
-                      devices.device, Path(shared.models_path))
+                      devices.device, Path(shared.models_path), print, k_diffusion_paths(BrownianTreeNoiseSampler))
 
 
 def vrg_plus_process(p, enabled: bool, evaluations: int, parts: "WebuiParts | None" = None) -> None:

@@ -99,20 +99,22 @@ def forge_samplers(forge: str) -> list:
 
 def every_sampler_in_forge(sd_schedulers, module, forge: str, models_path: str, case: dict) -> dict:
     """`case["every_sampler"]`: for each of Forge's k-diffusion samplers, VRG+ on (4 steps, Karras, CFG 4, 1500
-    evaluations) then its sampling: {label: {"ran", "seen", "searched"} or {"error"}}."""
+    evaluations, Forge's own Brownian paths) then its sampling: {label: {"ran", "seen", "searched", "pathwise"} or
+    {"error"}}."""
     import k_diffusion.sampling
     import torch
     from webui_parts import KDiffusionSampler, LatentShape, Processing, State
 
     from vrg_core.errors import VRGError
-    from vrg_webui.search import WebuiParts
+    from vrg_webui.search import WebuiParts, k_diffusion_paths
 
     linker = forge_inner_model(case)
     predictor, predict = linker.predictor, forge_predict(linker)
     samplers, out = forge_samplers(forge), {}
     for index, (label, funcname, _, options) in enumerate(samplers):
         state, folder = State(), Path(models_path) / str(index)
-        parts = WebuiParts(state, None, sd_schedulers.schedulers, samplers, torch.device("cpu"), folder, lambda _: None)
+        parts = WebuiParts(state, None, sd_schedulers.schedulers, samplers, torch.device("cpu"), folder, lambda _: None,
+                           k_diffusion_paths(k_diffusion.sampling.BrownianTreeNoiseSampler))
         runs = funcname if isinstance(funcname, str) and hasattr(k_diffusion.sampling, funcname) else "sample_euler"
         sampler = KDiffusionSampler(runs, options, linker, predict, state, sd_schedulers.schedulers_map,
                                     k_diffusion.sampling, lambda sigma, noise: predictor.noise_scaling(sigma, noise, 0))
@@ -125,7 +127,8 @@ def every_sampler_in_forge(sd_schedulers, module, forge: str, models_path: str, 
         _, ran = sampler.sample(p, torch.randn((1, 4, 8, 8), generator=torch.Generator().manual_seed(1)))
         cache = json.loads((folder / "vrg" / "vrg_search_cache.json").read_text())
         out[label] = {"ran": ran.tolist(), "seen": sampler.model_wrap_cfg.seen,
-                      "searched": [r["sigmas"] for r in cache["searches"].values()]}
+                      "searched": [r["sigmas"] for r in cache["searches"].values()],
+                      "pathwise": [r["verdict"]["pathwise"] for r in cache["searches"].values()]}
     return out
 
 

@@ -314,11 +314,14 @@ def generation(sd_schedulers, weights: Path, state: State, sampler: str = "Euler
 
 
 def vrg_plus(module, sd_schedulers, p: Processing, state: State, models: Path, evaluations: int = 1000) -> list[str]:
-    """The VRG+ accordion on for `p` (its `process`), with the webui's parts; the console lines it will print
-    (printed too: `pytest -s` shows them as the webui's console would)."""
+    """The VRG+ accordion on for `p` (its `process`), with the webui's parts (k-diffusion's own Brownian paths);
+    the console lines it will print (printed too: `pytest -s` shows them as the webui's console would)."""
+    import k_diffusion
+
     lines: list[str] = []
     parts = module.WebuiParts(state, types.SimpleNamespace(sgm_noise_multiplier=False), sd_schedulers.schedulers,
-                              SAMPLERS_K_DIFFUSION, torch.device("cpu"), models, lambda line: (lines.append(line), print(line)))
+                              SAMPLERS_K_DIFFUSION, torch.device("cpu"), models, lambda line: (lines.append(line), print(line)),
+                              module.k_diffusion_paths(k_diffusion.sampling.BrownianTreeNoiseSampler))
     module.vrg_plus_process(p, True, evaluations, parts)
     return lines
 
@@ -401,6 +404,21 @@ def test_a_sampler_that_discards_its_next_to_last_sigma_runs_the_searched_schedu
     _, ran = p.sampler.sample(p, torch.randn((1, 4, 8, 8), generator=torch.Generator().manual_seed(1)))
 
     assert len(ran) == 5 and ran.tolist() == pytest.approx(cached_schedules(models)[0], rel=1e-6)
+
+
+def test_an_sde_sampler_is_searched_on_k_diffusions_brownian_paths_against_its_own_limit(searching, tmp_path):
+    """DPM++ 2M SDE Heun: the search runs k-diffusion's sampler with its noise on k-diffusion's own Brownian tree
+    (one per noise), judged against the same SDE on a fine grid; its verdict says so; the sampler runs the result."""
+    (module, sd_schedulers), models, state = searching, tmp_path / "models", State()
+    p = generation(sd_schedulers, checkpoint(tmp_path / "checkpoints"), state, sampler="DPM++ 2M SDE Heun", steps=5)
+    lines = vrg_plus(module, sd_schedulers, p, state, models, evaluations=1500)
+
+    _, ran = p.sampler.sample(p, torch.randn((1, 4, 8, 8), generator=torch.Generator().manual_seed(1)))
+
+    record = cached(models)[0]
+    assert record["sampler"] == "dpmpp_2m_sde_heun" and record["verdict"]["pathwise"]
+    assert ran.tolist() == pytest.approx(record["sigmas"], rel=1e-6) and "noises the search did not fit" in lines[-1]
+    assert "closer to the SDE's own limit on the same noise path" in lines[-1]
 
 
 @pytest.mark.parametrize("sampler", ["DPM adaptive", "DPM fast", "Restart"])

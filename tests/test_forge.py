@@ -116,3 +116,5 @@ def test_forge_every_k_diffusion_sampler_is_searched_and_runs_its_schedule_or_is
         assert len(r["searched"]) == 1 and r["ran"] == pytest.approx(r["searched"][0], rel=1e-6), label
         assert len(r["ran"]) == 5 and r["ran"][-1] == 0, label  # 4 steps, what the sampler ran (DPM2: after the drop)
         assert all(any(abs(s - t) <= 1e-6 * t for s in r["seen"]) for t in r["ran"][:-1]), label  # each σ called
+    sde = {label for label, r in out.items() if r.get("pathwise") == [True]}  # judged on Forge's own Brownian paths
+    assert sde == {"DPM++ SDE", "DPM++ 2M SDE", "DPM++ 2M SDE Heun", "DPM++ 3M SDE"}, sde

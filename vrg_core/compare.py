@@ -9,6 +9,8 @@ model's σ_min, then 0). A schedule's figure is the mean squared distance per di
 samples to those, with a bootstrap interval; beside it, how much closer the best schedule is,
 paired on the same noises (`selection.gain_interval`). Noises are sample numbers 0…noises−1
 for `denoise(x, σ, index)`, so a host's per-sample conditioning is the same for every schedule.
+A pathwise (SDE) sampler with the host's Brownian paths runs with its noise, each noise on its own
+path (`search.pathwise`), against its own limit: the same SDE on those steps on the same path.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from .objective import as_schedule
 from .parameterization import ModelKind, noise_level_grid
 from .profile import Denoise
 from .search.request import Start
+from .search.pathwise import paths_for
 from .search.samplers import Sampler, as_sampler
 from .search.schedule_search import Budget
 from .search.selection import INTERVAL, gain_interval, mean_interval, solve
@@ -77,6 +80,11 @@ class Comparison:
     def noises(self) -> int:
         return len(self.reference)
 
+    @property
+    def reference_calls(self) -> int:
+        """Model calls a reference step costs: a pathwise sampler's limit is that sampler's run, else DPM++2M."""
+        return self.sampler.calls_per_step if self.sampler.pathwise else 1
+
     def images_worth(self) -> float:
         """All evaluations in images of the first schedule (its model evaluations for one image)."""
         first = next(iter(self.measured.values()))
@@ -87,8 +95,10 @@ class Comparison:
         first = next(iter(self.measured.values()))
         distance = {k: f"{m.mean:.3g} ({m.low:.3g} to {m.high:.3g})" for k, m in self.measured.items()}
         width, column = max(8, *map(len, self.measured)), max(map(len, distance.values()))
-        out = [f"{self.sampler.name} on {self.noises} noises: mean squared distance per dimension to this model's "
-               f"converged samples (DPM++2M, {self.reference_steps} steps from sigma {self.sigma0:.4g}), "
+        target = (f"{self.sampler.name}'s own limit ({self.reference_steps} steps from sigma {self.sigma0:.4g} on "
+                  "each noise's Brownian path, the schedules on the same path)" if self.sampler.pathwise else
+                  f"this model's converged samples (DPM++2M, {self.reference_steps} steps from sigma {self.sigma0:.4g})")
+        out = [f"{self.sampler.name} on {self.noises} noises: mean squared distance per dimension to {target}, "
                f"{INTERVAL:.0%} intervals",
                f"  {'schedule':<{width}} {'steps':>5}  {'distance (interval)':<{column}}  the best is closer by"]
         for label, m in self.measured.items():
@@ -96,8 +106,9 @@ class Comparison:
                 f"{100 * m.gain:.0f} % ({100 * m.gain_low:.0f} to {100 * m.gain_high:.0f} %)"
             out.append(f"  {label:<{width}} {m.steps:>5}  {distance[label]:<{column}}  {closer}")
         out.append(f"cost: {self.evaluations} model evaluations, {self.images_worth():.0f} images' worth at "
-                   f"{first.steps} steps ({self.noises * self.reference_steps} of them for the converged samples)")
-        if self.sampler.stochastic:
+                   f"{first.steps} steps ({self.noises * self.reference_steps * self.reference_calls} of them for the "
+                   "converged samples)")
+        if self.sampler.stochastic and not self.sampler.pathwise:
             out.append(f"{self.sampler.name} adds noise when it samples: compared here on its noise-free part")
         return out
 
@@ -116,7 +127,8 @@ def compare_schedules(denoise: Denoise, start: Start, schedules: dict[str, objec
                       reference_steps: int = REFERENCE_STEPS, progress: Callable[[int, int], None] | None = None,
                       should_stop: Callable[[], bool] | None = None) -> Comparison:
     """Sample every schedule of `schedules` ({label: σ descending, ending at 0}; step counts may differ) with the
-    noise-free `sampler` from the same `noises` noises and measure it against the converged samples.
+    noise-free `sampler` from the same `noises` noises and measure it against the converged samples (a pathwise
+    sampler: with its noise on each noise's path, against its own limit on the same paths).
 
     `start(count, σ)` — the host's first `count` starting states at σ, from the same noise whatever σ;
     `kind`, `sigma_min` — the model's noise process and least σ (the converged result's grid). Model
@@ -134,7 +146,11 @@ def compare_schedules(denoise: Denoise, start: Start, schedules: dict[str, objec
         raise VRGError(f"batch size must be at least 1, got {batch_size}")
     sigma0 = max(float(s[0]) for s in checked.values())
     grid = noise_level_grid(sigma_min, sigma0, reference_steps, kind)[::-1]  # also refuses σ_min ≥ σ_0
-    planned = noises * (reference_steps + sum(len(s) - 1 for s in checked.values()) * sampler.calls_per_step)
+    limit = np.append(grid, 0.0)
+    paths = paths_for(sampler, [limit, *checked.values()], 0) if sampler.pathwise else None
+    reference_calls = sampler.calls_per_step if paths is not None else 1
+    planned = noises * (reference_steps * reference_calls
+                        + sum(len(s) - 1 for s in checked.values()) * sampler.calls_per_step)
     budget = Budget(planned, progress, should_stop, "comparison")
     starts: dict[float, torch.Tensor] = {}
 
@@ -145,9 +161,9 @@ def compare_schedules(denoise: Denoise, start: Start, schedules: dict[str, objec
         states, before = starts[float(sigmas[0])], budget.done
         if states.shape[0] != noises:
             raise VRGError(f"the start function gave {states.shape[0]} starting states for {noises}")
-        return solve(denoise, states, sigmas, with_sampler, 0, batch_size, budget.spend), budget.done - before
+        return solve(denoise, states, sigmas, with_sampler, 0, batch_size, budget.spend, paths), budget.done - before
 
-    reference, _ = run(np.append(grid, 0.0), "dpmpp_2m")
+    reference, _ = run(limit, "dpmpp_2m" if paths is None else sampler)
     samples, distances, spent = {}, {}, {}
     for label, sigmas in checked.items():
         samples[label], spent[label] = run(sigmas, sampler)

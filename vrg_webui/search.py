@@ -32,7 +32,7 @@ import torch
 from vrg_core.errors import Cancelled, VRGError
 from vrg_core.search import SearchCache, SearchRequest, SearchResult, Start, cached_search
 from vrg_core.search.request import Search
-from vrg_core.search.samplers import HOST_SAMPLERS, Sampler, host_sampler
+from vrg_core.search.samplers import HOST_SAMPLERS, Brownian, Sampler, host_sampler
 from . import PLUS_PREFIX, PREFIX
 from .model import loaded_fingerprint, model_kind
 
@@ -44,7 +44,9 @@ class WebuiParts:
     """What of the webui a search reads: `state` (`shared.state`: interrupted, skipped, the progress bar's
     sampling_step / sampling_steps, textinfo), `opts` (`shared.opts`), `schedulers` (`sd_schedulers.schedulers`),
     `samplers` (`sd_samplers_kdiffusion.samplers_k_diffusion`), `device` (where the denoiser runs,
-    `devices.device`), `models_path` (`shared.models_path`) and `say`, where console lines go."""
+    `devices.device`), `models_path` (`shared.models_path`), `say`, where console lines go, and `brownian`, the
+    Brownian paths of its k-diffusion (`k_diffusion_paths`; without them the SDE samplers are searched on their
+    noise-free part)."""
 
     state: Any
     opts: Any
@@ -53,6 +55,18 @@ class WebuiParts:
     device: torch.device
     models_path: Path
     say: Callable[[str], None] = print
+    brownian: Brownian | None = None
+
+
+def k_diffusion_paths(tree: type) -> Brownian:
+    """The search's Brownian paths from the webui's k-diffusion `BrownianTreeNoiseSampler` class `tree`: one tree per
+    sample, each seeded with its seed, kept on the CPU (A1111's has no `cpu` option)."""
+
+    def paths(x: torch.Tensor, low: float, high: float, seeds: list[int]):
+        noise = tree(x.cpu(), torch.tensor(low), torch.tensor(high), seed=seeds)
+        return lambda sigma, sigma_next: noise(torch.as_tensor(sigma).cpu(), torch.as_tensor(sigma_next).cpu())
+
+    return paths
 
 
 def sampler_name(funcname, options: dict) -> str | None:
@@ -122,13 +136,14 @@ def with_discarded(sigmas: np.ndarray, discard: bool) -> torch.Tensor:
     return torch.tensor(sigmas, dtype=torch.float32)
 
 
-def webui_sampler(p, name: str) -> Sampler:
-    """The search's `Sampler` for the webui's: its own function (`p.sampler.func`), run noise-free as the search
-    runs that sampler (`HOST_SAMPLERS[name]`), with the webui's `solver_type`, and `model.inner_model` the
-    webui's denoiser wrapper (Forge's samplers read its predictor)."""
-    sampler = host_sampler(name, lambda _: p.sampler.func, p.sampler.model_wrap_cfg.inner_model)
+def webui_sampler(p, name: str, brownian: Brownian | None = None) -> Sampler:
+    """The search's `Sampler` for the webui's: its own function (`p.sampler.func`), run as the search runs that
+    sampler (`HOST_SAMPLERS[name]`; an SDE one on `brownian`'s paths), with the webui's `solver_type`, and
+    `model.inner_model` the webui's denoiser wrapper (Forge's samplers read its predictor)."""
+    sampler = host_sampler(name, lambda _: p.sampler.func, p.sampler.model_wrap_cfg.inner_model, brownian)
     heun = {"solver_type": "heun"} if p.sampler.config.options.get("solver_type") == "heun" else {}
-    return dataclasses.replace(sampler, options={**sampler.options, **heun})
+    path = None if sampler.path_options is None else {**sampler.path_options, **heun}
+    return dataclasses.replace(sampler, options={**sampler.options, **heun}, path_options=path)
 
 
 def webui_denoise(p, batch: int, parts: WebuiParts):
@@ -177,7 +192,7 @@ def search_request(p, name: str, steps: int, evaluations: int, parts: WebuiParts
     """The search VRG+ asks for at `steps` steps (as the sampler runs them), and the schedule types that failed."""
     wrap = p.sampler.model_wrap
     others, failed = candidates(p, steps, parts)
-    request = SearchRequest(webui_sigmas(p, steps), webui_sampler(p, name), others, model_kind(wrap),
+    request = SearchRequest(webui_sigmas(p, steps), webui_sampler(p, name, parts.brownian), others, model_kind(wrap),
                             float(wrap.sigmas[0]), loaded_fingerprint(wrap).value, tuple(p.rng.shape), SEED,
                             float(p.cfg_scale), evaluations, p.batch_size)
     return request, failed

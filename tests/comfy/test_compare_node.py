@@ -105,3 +105,14 @@ def test_compare_template_over_http_measures_what_vrg_core_measures(server):
                                  demo.kind, demo.sigma_min, 16)
     assert [d[0] for d in compared["distance"]] == pytest.approx([m.mean for m in core.measured.values()], rel=1e-3)
     assert compared["best"] == [core.best] and compared["text"][0].startswith("euler on 16 noises")
+
+
+def test_compare_node_runs_an_sde_sampler_on_comfyuis_brownian_paths_against_its_own_limit(run, inputs):
+    """dpmpp_2m_sde: every schedule and the reference run ComfyUI's sampler with its noise on ComfyUI's
+    BrownianTreeNoiseSampler (a path per noise), the reference on 100 steps of the same SDE; the text says so."""
+    out = run("VRGCompareSchedules", **{**inputs, "sampler_name": "dpmpp_2m_sde"})
+    assert out.ui["evaluations"] == [NOISES * (100 + 6 + 6 + 8)] and np.isfinite(out.ui["distance"]).all()
+    assert "dpmpp_2m_sde's own limit (100 steps from sigma 14.61 on each noise's Brownian path" in out[1]
+    assert "noise-free" not in out[1]
+    plain = run("VRGCompareSchedules", **{**inputs, "sampler_name": "euler_ancestral"})[1]
+    assert "converged samples (DPM++2M" in plain and "noise-free part" in plain

@@ -200,3 +200,45 @@ def test_a_searched_schedule_is_sampled_only_with_a_sampler_searched_alike(comfy
     assert searched_alike(k.sample_euler_cfg_pp, "euler") and searched_alike(k.sample_dpmpp_2m_sde_gpu, "dpmpp_2m_sde")
     assert not searched_alike(k.sample_lcm, "euler") and not searched_alike(k.sample_dpmpp_2m, "euler")
     assert not searched_alike(k.sample_euler_ancestral, "euler")
+
+
+def test_every_sde_sampler_runs_on_comfyuis_own_brownian_path_for_each_noise(run):
+    """A pathwise sampler's run in the search (`sample` with `Paths.noise`) is ComfyUI's KSAMPLER at its defaults
+    (eta 1) with ComfyUI's BrownianTreeNoiseSampler holding one tree per noise, seeded as `Paths.seeds` says; a
+    noise's result does not depend on the batch it runs in, and differs from the noise-free run."""
+    import comfy.k_diffusion.sampling as k
+    import comfy.samplers
+
+    from vrg_pack.nodes.host import comfy_sampler, covered_samplers
+    from vrg_pack.vrg_core.search import sample
+    from vrg_pack.vrg_core.search.pathwise import paths_for
+    from vrg_pack.vrg_core.search.samplers import HOST_SAMPLERS
+
+    patcher = run("VRGDemoModel", model="eps")[0]
+    direction = torch.randn((1, 32), generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+
+    def linear(x, sigma):
+        return 0.6 * x + (1 + torch.log(sigma.to(x.dtype))).reshape(-1, 1) * direction.to(x.dtype)
+
+    wrap, sigmas = ModelWrap(patcher, linear), SCHEDULE["eps"]
+    noise = torch.randn((4, 32), generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    start, index = start_states(patcher, noise, float(sigmas[0])), torch.arange(4)
+    pathwise = [n for n in covered_samplers() if HOST_SAMPLERS[n].pathwise]
+    assert {"dpmpp_sde", "dpmpp_2m_sde", "dpmpp_2m_sde_heun", "dpmpp_3m_sde", "dpmpp_3m_sde_gpu"} <= set(pathwise)
+    for name in pathwise:
+        sampler = comfy_sampler(name, wrap)
+        assert sampler.pathwise, name
+        paths = paths_for(sampler, [sigmas], seed=7)
+        ours = sample(lambda x, s, i: linear(x, s), start, sigmas, sampler, index, noise=paths.noise(start, index))
+        k_sampler = comfy.samplers.sampler_object(name)
+        tree = k.BrownianTreeNoiseSampler(noise, torch.tensor(paths.low), torch.tensor(paths.high),
+                                          seed=paths.seeds(index), cpu=True)
+        k_sampler.extra_options = {**k_sampler.extra_options, "noise_sampler": tree}
+        with torch.no_grad():
+            theirs = k_sampler.sample(wrap, torch.tensor(sigmas), {"seed": 0}, None, noise,
+                                      latent_image=torch.zeros_like(noise), disable_pbar=True).double()
+        assert torch.allclose(ours, theirs, atol=1e-6), name
+        alone = sample(lambda x, s, i: linear(x, s), start[2:], sigmas, sampler, index[2:],
+                       noise=paths.noise(start[2:], index[2:]))
+        assert torch.allclose(alone, ours[2:], atol=1e-9), name
+        assert not torch.allclose(ours, sample(lambda x, s, i: linear(x, s), start, sigmas, sampler), atol=1e-3), name

@@ -37,8 +37,10 @@ class Paths:
         return [int(np.random.SeedSequence([self.seed, int(i)]).generate_state(1)[0]) for i in index]
 
     def noise(self, x: torch.Tensor, index: torch.Tensor) -> NoiseSampler:
-        """The noise sampler of sample numbers `index` (the rows of `x`): each row's own path."""
-        return self.sampler.brownian(x, self.low, self.high, self.seeds(index))
+        """The noise sampler of sample numbers `index` (the rows of `x`): each row's own path, its increments on
+        `x`'s device whatever the device of the σ it is asked at."""
+        path = self.sampler.brownian(x, self.low, self.high, self.seeds(index))
+        return lambda sigma, sigma_next: path(sigma, sigma_next).to(x.device)
 
 
 def paths_for(sampler: Sampler, schedules, seed: int) -> Paths:

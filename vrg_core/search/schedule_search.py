@@ -441,7 +441,7 @@ class _Run:
         rival = min(contenders, key=lambda k: every[k].mean() + fixed[k].variance)
         others = [k for k in contenders if k != rival]
         next_best = margin(rival, others[0], every[rival], every[others[0]]) if others else None
-        self.verdict = judge(best, rival, distance[best], distance[rival], next_best)
+        self.verdict = judge(best, rival, distance[best], distance[rival], next_best, self.paths is not None)
         self.model_seconds += time.perf_counter() - tick
 
     def result(self, pool: dict[str, np.ndarray]) -> SearchResult:

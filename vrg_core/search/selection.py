@@ -50,7 +50,8 @@ class Verdict:
     held-back noises: `gain` = 1 − Σ its squared distances / Σ the rival's (per dimension, to the converged
     results from the same noises), `low`–`high` its `INTERVAL` paired-bootstrap interval; `kept` — the
     schedule returned: `searched` when `low` > 0, else `rival`. `margin`: the rival against the next fixed
-    schedule measured, when one was."""
+    schedule measured, when one was; `pathwise`: the distances were to the SDE's own limit on each noise's
+    Brownian path (a pathwise sampler), not to the converged ODE result."""
 
     searched: str
     rival: str
@@ -59,6 +60,7 @@ class Verdict:
     low: float
     high: float
     margin: Margin | None = None
+    pathwise: bool = False
 
     @property
     def kept(self) -> str:
@@ -73,21 +75,23 @@ class Verdict:
         margin = None if m is None else Margin(str(m["other"]), int(m["noises"]), float(m["gain"]), float(m["low"]),
                                                float(m["high"]))
         return cls(str(record["searched"]), str(record["rival"]), int(record["noises"]), float(record["gain"]),
-                   float(record["low"]), float(record["high"]), margin)
+                   float(record["low"]), float(record["high"]), margin, bool(record.get("pathwise", False)))
 
     def sentence(self) -> str:
         """The figure in words: what was kept, the measured gain and its interval, on how many noises; when a
         fixed schedule is kept and the next one measured was level with it, that too."""
         where = f"{self.noises} noises the search did not fit"
+        target = "the SDE's own limit on the same noise path" if self.pathwise else "the converged result"
         if self.kept == self.searched:
-            return (f"VRG+ is {100 * self.gain:.0f} % closer to the converged result than {self.rival}, the best "
+            return (f"VRG+ is {100 * self.gain:.0f} % closer to {target} than {self.rival}, the best "
                     f"other schedule ({interval(self.low, self.high)}, on {where})")
         kept = f"{self.rival} is as close as anything found for this model; kept"
         m = self.margin
         if m is not None and m.level():
             kept = (f"{self.rival} and {m.other} are level for this model ({self.rival} {100 * m.gain:+.0f} % closer, "
                     f"{interval(m.low, m.high)}, on {m.noises} noises); {self.rival} kept")
-        return (f"{kept} (the best searched schedule: {100 * self.gain:+.0f} % closer, "
+        closer = f"closer to {target}" if self.pathwise else "closer"
+        return (f"{kept} (the best searched schedule: {100 * self.gain:+.0f} % {closer}, "
                 f"{interval(self.low, self.high)}, on {where})")
 
 
@@ -152,9 +156,10 @@ def mean_interval(distance: np.ndarray) -> tuple[float, float, float]:
 
 
 def judge(searched: str, rival: str, searched_distance: np.ndarray, rival_distance: np.ndarray,
-          margin: Margin | None = None) -> Verdict:
+          margin: Margin | None = None, pathwise: bool = False) -> Verdict:
     """The `Verdict` from paired per-noise distances (the same held-back noises, in order)."""
-    return Verdict(searched, rival, len(rival_distance), *gain_interval(searched_distance, rival_distance), margin)
+    return Verdict(searched, rival, len(rival_distance), *gain_interval(searched_distance, rival_distance), margin,
+                   pathwise)
 
 
 def margin(rival: str, other: str, rival_distance: np.ndarray, other_distance: np.ndarray) -> Margin:
