@@ -36,6 +36,7 @@ import numpy as np
 import torch
 
 from vrg_core.search import DEFAULT_EVALUATIONS
+from vrg_core.search.teacher import per_noise_distance
 
 from .backend import ComfyBackend, load_backend
 from .common import RESULTS, command_line, log, mean_std, write_results
@@ -43,6 +44,7 @@ from .subjects import demo_subject
 from .vrg_plus import BASE, candidates, search
 
 TEACHER_SHARES = (2, 4, 8, 16)  # the teacher-cost rows: reference / share steps
+FLOOR_DRAWS = 2000  # random noise subsets a seed for the selection floor
 
 
 class SeedPath:
@@ -84,6 +86,21 @@ def distance(samples: torch.Tensor, reference: torch.Tensor) -> float:
     return float((samples - reference).pow(2).mean())
 
 
+def selection_floor(per_noise: dict[str, list[np.ndarray]], noises: int) -> float:
+    """What picking among the fixed schedules on `noises` noises costs: over `FLOOR_DRAWS` random sets of that many
+    of one seed's noises (every seed), the mean ratio of the mean distance (every noise of every seed) of the
+    schedule least on the set to the least mean distance. `per_noise`: {schedule: per seed, its distances}."""
+    names = [k for k in per_noise if k != "VRG+"]
+    values = np.array([per_noise[k] for k in names])  # [schedules, seeds, noises]
+    overall = values.mean(axis=(1, 2))
+    rng, ratios = np.random.default_rng(0), []
+    for seed in range(values.shape[1]):
+        for _ in range(FLOOR_DRAWS):
+            chosen = rng.choice(values.shape[2], min(noises, values.shape[2]), replace=False)
+            ratios.append(overall[np.argmin(values[:, seed, chosen].mean(axis=1))] / overall.min())
+    return float(np.mean(ratios))
+
+
 def run_cell(backend, subject, sampler: str, a) -> dict:
     """One model and sampler over the seeds: teacher cost, and every schedule at each step count."""
     reference_sigmas = backend.sigmas(subject.sampling, BASE[subject.name], a.reference).double().numpy()
@@ -95,6 +112,7 @@ def run_cell(backend, subject, sampler: str, a) -> dict:
     low = 0.5 * min(float(s[s > 0].min()) for s in every)
     teacher, cells = {share: [] for share in TEACHER_SHARES}, {steps: {} for steps in a.steps}
     fd, searches = {steps: {} for steps in a.steps}, {steps: [] for steps in a.steps}
+    per_noise: dict = {steps: {} for steps in a.steps}
     for seed in a.seeds:
         path = SeedPath(backend, subject, seed, a.noises, top, low)
         reference = path.final(sampler, reference_sigmas)
@@ -105,18 +123,23 @@ def run_cell(backend, subject, sampler: str, a) -> dict:
         for steps in a.steps:
             found = search(backend, subject, sampler, steps, seed, a.evaluations)
             searches[steps].append({"seed": seed, "chosen": found.chosen, "verdict": found.verdict.to_record(),
-                                    "sigmas": found.sigmas.tolist(), "evaluations": found.evaluations})
+                                    "sigmas": found.sigmas.tolist(), "evaluations": found.evaluations,
+                                    "noises": found.samples + found.verdict.noises})
             for name, sigmas in {**schedules[steps], "VRG+": found.sigmas}.items():
-                cells[steps].setdefault(name, []).append(distance(path.final(sampler, sigmas), reference))
+                each = per_noise_distance(path.final(sampler, sigmas), reference)
+                per_noise[steps].setdefault(name, []).append(each)
+                cells[steps].setdefault(name, []).append(float(each.mean()))
                 if a.fd_samples:
                     with torch.inference_mode():
                         out = backend.sample(sampler, fd_denoise, fd_batch.noise, torch.as_tensor(sigmas).float(),
                                              subject.sampling, seed=seed)
                     fd[steps].setdefault(name, []).append(float(subject.metric(out.float())))
         log(f"{subject.name} {sampler} seed {seed}: done")
+    floor = {str(steps): selection_floor(per_noise[steps], round(np.mean([s["noises"] for s in searches[steps]])))
+             for steps in a.steps}
     return {"sampler": sampler, "teacher": {str(a.reference // s): v for s, v in teacher.items()},
             "cells": {str(steps): c for steps, c in cells.items()}, "fd": {str(steps): c for steps, c in fd.items()},
-            "searches": {str(steps): c for steps, c in searches.items()}}
+            "searches": {str(steps): c for steps, c in searches.items()}, "floor": floor}
 
 
 def report(results: dict) -> str:
@@ -150,7 +173,9 @@ def ratios(cell: dict) -> str:
     for n, c in cell["cells"].items():
         others = {k: np.mean(v) for k, v in c.items() if k != "VRG+"}
         best = min(others, key=others.get)
-        out.append(f"{n} steps: {np.mean(c['VRG+']) / others[best]:.2f}× {best}")
+        noises = round(np.mean([s["noises"] for s in cell["searches"][n]]))
+        out.append(f"{n} steps: {np.mean(c['VRG+']) / others[best]:.2f}× {best} (choosing among the fixed schedules "
+                   f"on {noises} noises, as many as the search has: {cell['floor'][n]:.2f}×)")
     return "VRG+ / the best other schedule by distance: " + ", ".join(out) + "; by FD: " + ", ".join(
         fd_against_best(f) for f in cell["fd"].values() if f)
 
