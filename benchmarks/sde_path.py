@@ -2,7 +2,7 @@
 
     COMFYUI_PATH=<ComfyUI> python -m benchmarks.sde_path [--quick] [--out benchmarks/results]
         [--subjects eps,flow] [--samplers dpmpp_2m_sde dpmpp_3m_sde] [--steps 5 10] [--seeds 3]
-        [--noises 32] [--reference 800] [--fd-samples 384]
+        [--noises 32] [--reference 800] [--evaluations 2000] [--fd-samples 384] [--oracle 0]
 
 VRG+ for the SDE samplers judged by what it aims at. Per demo model, SDE sampler and seed: `noises`
 class-conditional noises (the seed's, as in `vrg_plus`) and one Brownian path (ComfyUI's own
@@ -16,7 +16,11 @@ of the base scheduler (karras for EPS, simple for flow). Reported, mean ± std o
   node's own search, its noise and paths its own, seed = the seed): the mean squared distance per
   dimension of the final samples to the reference on the same path, and the **FD** to held-out digits
   of `fd-samples` samples (the seed's first noises and more) drawn by ComfyUI's KSampler itself with
-  its own noise (its Brownian tree over the schedule's own range, seeded with the seed).
+  its own noise (its Brownian tree over the schedule's own range, seeded with the seed);
+* the **selection floor**: what choosing among the fixed schedules by their mean distance on as many
+  noises as the search has costs (`selection_floor`), beside VRG+'s ratio to the best other schedule;
+* with `--oracle N`, the **ceiling**: a schedule fitted by Nelder–Mead (N runs) on the distance itself,
+  on noises and a path of its own, judged on the seeds' like the rest.
 
 Starting states are the KSampler's (`noise_scaling`, with its max-denoise rule); ComfyUI only.
 Writes sde_path.json and sde_path.md.
@@ -34,6 +38,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import torch
+from scipy.optimize import minimize
 
 from vrg_core.search import DEFAULT_EVALUATIONS
 from vrg_core.search.teacher import per_noise_distance
@@ -45,6 +50,9 @@ from .vrg_plus import BASE, candidates, search
 
 TEACHER_SHARES = (2, 4, 8, 16)  # the teacher-cost rows: reference / share steps
 FLOOR_DRAWS = 2000  # random noise subsets a seed for the selection floor
+ORACLE = "oracle (fitted on other noises)"
+ORACLE_SEED = 100  # the oracle's own noises and path, none of the judged seeds'
+JUDGED_ONLY = ("VRG+", ORACLE)  # rows that are not schedules a user could pick
 
 
 class SeedPath:
@@ -90,7 +98,7 @@ def selection_floor(per_noise: dict[str, list[np.ndarray]], noises: int) -> floa
     """What picking among the fixed schedules on `noises` noises costs: over `FLOOR_DRAWS` random sets of that many
     of one seed's noises (every seed), the mean ratio of the mean distance (every noise of every seed) of the
     schedule least on the set to the least mean distance. `per_noise`: {schedule: per seed, its distances}."""
-    names = [k for k in per_noise if k != "VRG+"]
+    names = [k for k in per_noise if k not in JUDGED_ONLY]
     values = np.array([per_noise[k] for k in names])  # [schedules, seeds, noises]
     overall = values.mean(axis=(1, 2))
     rng, ratios = np.random.default_rng(0), []
@@ -99,6 +107,35 @@ def selection_floor(per_noise: dict[str, list[np.ndarray]], noises: int) -> floa
             chosen = rng.choice(values.shape[2], min(noises, values.shape[2]), replace=False)
             ratios.append(overall[np.argmin(values[:, seed, chosen].mean(axis=1))] / overall.min())
     return float(np.mean(ratios))
+
+
+def oracle(path: SeedPath, sampler: str, reference: torch.Tensor, start: np.ndarray, evaluations: int) -> np.ndarray:
+    """The ceiling: Nelder–Mead in log σ (σ_0 and the final 0 held) on the mean distance to `reference` on `path`
+    itself, from schedule `start`, `evaluations` runs of the sampler."""
+    top, low = float(start[0]), 0.5 * float(start[-2])
+
+    def schedule(z: np.ndarray) -> np.ndarray:
+        return np.r_[top, np.exp(np.sort(np.clip(z, np.log(low), np.log(top)))[::-1]), 0.0]
+
+    def objective(z: np.ndarray) -> float:
+        s = schedule(z)
+        return distance(path.final(sampler, s), reference) if np.all(np.diff(s) < 0) else np.inf
+
+    result = minimize(objective, np.log(start[1:-1]), method="Nelder-Mead",
+                      options={"maxfev": evaluations, "xatol": 1e-3, "fatol": 1e-9})
+    return schedule(result.x)
+
+
+def fitted_oracles(backend, subject, sampler: str, a, schedules: dict, reference_sigmas, top: float,
+                   low: float) -> dict[int, np.ndarray]:
+    """Per step count, `oracle` on `ORACLE_SEED`'s noises and path from the best fixed schedule there."""
+    path = SeedPath(backend, subject, ORACLE_SEED, a.noises, top, low)
+    reference, out = path.final(sampler, reference_sigmas), {}
+    for steps, fixed in schedules.items():
+        start = min(fixed.values(), key=lambda s: distance(path.final(sampler, s), reference))
+        out[steps] = oracle(path, sampler, reference, start, a.oracle)
+        log(f"{subject.name} {sampler} {steps} steps: oracle fitted")
+    return out
 
 
 def run_cell(backend, subject, sampler: str, a) -> dict:
@@ -113,6 +150,7 @@ def run_cell(backend, subject, sampler: str, a) -> dict:
     teacher, cells = {share: [] for share in TEACHER_SHARES}, {steps: {} for steps in a.steps}
     fd, searches = {steps: {} for steps in a.steps}, {steps: [] for steps in a.steps}
     per_noise: dict = {steps: {} for steps in a.steps}
+    oracles = fitted_oracles(backend, subject, sampler, a, schedules, reference_sigmas, top, low) if a.oracle else {}
     for seed in a.seeds:
         path = SeedPath(backend, subject, seed, a.noises, top, low)
         reference = path.final(sampler, reference_sigmas)
@@ -125,7 +163,8 @@ def run_cell(backend, subject, sampler: str, a) -> dict:
             searches[steps].append({"seed": seed, "chosen": found.chosen, "verdict": found.verdict.to_record(),
                                     "sigmas": found.sigmas.tolist(), "evaluations": found.evaluations,
                                     "noises": found.samples + found.verdict.noises})
-            for name, sigmas in {**schedules[steps], "VRG+": found.sigmas}.items():
+            judged = {"VRG+": found.sigmas, **({ORACLE: oracles[steps]} if oracles else {})}
+            for name, sigmas in {**schedules[steps], **judged}.items():
                 each = per_noise_distance(path.final(sampler, sigmas), reference)
                 per_noise[steps].setdefault(name, []).append(each)
                 cells[steps].setdefault(name, []).append(float(each.mean()))
@@ -156,7 +195,7 @@ def report(results: dict) -> str:
                       ", ".join(f"{n} steps {mean_std(v)}" for n, v in cell["teacher"].items()), "",
                       "| schedule | " + " | ".join(f"{n} steps: distance | FD" for n in cell["cells"]) + " |",
                       "|---|" + "---|---|" * len(cell["cells"])]
-            names = sorted({k for c in cell["cells"].values() for k in c}, key=lambda k: (k != "VRG+", k))
+            names = sorted({k for c in cell["cells"].values() for k in c}, key=lambda k: (k not in JUDGED_ONLY, k))
             for name in names:
                 lines.append(f"| {name} | " + " | ".join(
                     f"{mean_std(c[name]) if name in c else '–'} | {mean_std(cell['fd'][n][name]) if cell['fd'][n] else '–'}"
@@ -171,18 +210,19 @@ def ratios(cell: dict) -> str:
     """VRG+'s mean distance over the best other schedule's, per step count."""
     out = []
     for n, c in cell["cells"].items():
-        others = {k: np.mean(v) for k, v in c.items() if k != "VRG+"}
+        others = {k: np.mean(v) for k, v in c.items() if k not in JUDGED_ONLY}
         best = min(others, key=others.get)
         noises = round(np.mean([s["noises"] for s in cell["searches"][n]]))
+        ceiling = f", the oracle {np.mean(c[ORACLE]) / others[best]:.2f}×" if ORACLE in c else ""
         out.append(f"{n} steps: {np.mean(c['VRG+']) / others[best]:.2f}× {best} (choosing among the fixed schedules "
-                   f"on {noises} noises, as many as the search has: {cell['floor'][n]:.2f}×)")
+                   f"on {noises} noises, as many as the search has: {cell['floor'][n]:.2f}×{ceiling})")
     return "VRG+ / the best other schedule by distance: " + ", ".join(out) + "; by FD: " + ", ".join(
         fd_against_best(f) for f in cell["fd"].values() if f)
 
 
 def fd_against_best(fd: dict) -> str:
     """VRG+'s FD beside the best other schedule's (least mean FD), each mean ± std over seeds."""
-    best = min((k for k in fd if k != "VRG+"), key=lambda k: np.mean(fd[k]))
+    best = min((k for k in fd if k not in JUDGED_ONLY), key=lambda k: np.mean(fd[k]))
     return f"{mean_std(fd['VRG+'])} against {best} {mean_std(fd[best])}"
 
 
@@ -198,6 +238,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--reference", type=int, default=800, help="the reference's steps (default 800)")
     ap.add_argument("--evaluations", type=int, default=DEFAULT_EVALUATIONS, help="VRG+ budget (default 2000)")
     ap.add_argument("--fd-samples", type=int, default=384, help="FD samples a seed (default 384; 0: no FD)")
+    ap.add_argument("--oracle", type=int, default=0, help="the ceiling: Nelder–Mead runs on the distance itself, fitted "
+                    "on noises and a path of their own (default 0: none)")
     a = ap.parse_args(argv)
     if a.quick:
         a.samplers, a.steps, a.seeds, a.noises, a.reference, a.evaluations = ["dpmpp_2m_sde"], [5], 1, 8, 160, 1000
