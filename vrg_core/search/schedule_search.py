@@ -59,9 +59,9 @@ from ..optimize import optimize_sigmas
 from ..parameterization import ModelKind, noise_level_grid
 from ..profile import Denoise
 from .path import best_path, step_errors
+from .pathwise import paths_for
 from .refine import linearised_error, mismatch_curve, refine, response_curve
 from .result import SEARCHED, Objective, SearchResult
-from .pathwise import paths_for
 from .samplers import Sampler, as_sampler
 from .selection import judge, margin, solve
 from .survival import error_survival, propagated_variance
