@@ -25,8 +25,8 @@ from .errors import VRGError
 from .objective import as_schedule
 from .parameterization import ModelKind, noise_level_grid
 from .profile import Denoise
-from .search.request import Start
 from .search.pathwise import paths_for
+from .search.request import Start
 from .search.samplers import Sampler, as_sampler
 from .search.schedule_search import Budget
 from .search.selection import INTERVAL, gain_interval, mean_interval, solve
@@ -80,11 +80,6 @@ class Comparison:
     def noises(self) -> int:
         return len(self.reference)
 
-    @property
-    def reference_calls(self) -> int:
-        """Model calls a reference step costs: a pathwise sampler's limit is that sampler's run, else DPM++2M."""
-        return self.sampler.calls_per_step if self.sampler.pathwise else 1
-
     def images_worth(self) -> float:
         """All evaluations in images of the first schedule (its model evaluations for one image)."""
         first = next(iter(self.measured.values()))
@@ -106,11 +101,16 @@ class Comparison:
                 f"{100 * m.gain:.0f} % ({100 * m.gain_low:.0f} to {100 * m.gain_high:.0f} %)"
             out.append(f"  {label:<{width}} {m.steps:>5}  {distance[label]:<{column}}  {closer}")
         out.append(f"cost: {self.evaluations} model evaluations, {self.images_worth():.0f} images' worth at "
-                   f"{first.steps} steps ({self.noises * self.reference_steps * self.reference_calls} of them for the "
+                   f"{first.steps} steps ({self.noises * self.reference_steps * reference_calls(self.sampler)} of them for the "
                    "converged samples)")
         if self.sampler.stochastic and not self.sampler.pathwise:
             out.append(f"{self.sampler.name} adds noise when it samples: compared here on its noise-free part")
         return out
+
+
+def reference_calls(sampler: Sampler) -> int:
+    """Model calls a reference step costs: a pathwise sampler's limit is that sampler's run, else DPM++2M."""
+    return sampler.calls_per_step if sampler.pathwise else 1
 
 
 def compared_schedule(sigmas, name: str) -> np.ndarray:
@@ -148,8 +148,7 @@ def compare_schedules(denoise: Denoise, start: Start, schedules: dict[str, objec
     grid = noise_level_grid(sigma_min, sigma0, reference_steps, kind)[::-1]  # also refuses σ_min ≥ σ_0
     limit = np.append(grid, 0.0)
     paths = paths_for(sampler, [limit, *checked.values()], 0) if sampler.pathwise else None
-    reference_calls = sampler.calls_per_step if paths is not None else 1
-    planned = noises * (reference_steps * reference_calls
+    planned = noises * (reference_steps * reference_calls(sampler)
                         + sum(len(s) - 1 for s in checked.values()) * sampler.calls_per_step)
     budget = Budget(planned, progress, should_stop, "comparison")
     starts: dict[float, torch.Tensor] = {}

@@ -318,6 +318,9 @@ class _Run:
         self.teacher = run_teacher(self.denoise, first, grid, self.batch_size, self.budget.spend)
         self.model_seconds += time.perf_counter() - tick
         self.grid, self.kind, self.sigma0 = grid, kind, sigma0
+        # the fine grid (σ descending from σ_0, then 0) of the held-back noises' converged results and of a
+        # pathwise sampler's limit
+        self.fine = np.append(noise_level_grid(float(grid[-1]), sigma0, self.plan.reference, kind)[::-1], 0.0)
 
     def searched_paths(self, steps: int) -> dict[str, np.ndarray]:
         """Stage 2: per damping exponent, the grid path of `steps` steps with the least (damped) step errors."""
@@ -333,18 +336,12 @@ class _Run:
         self.search_seconds += time.perf_counter() - tick
         return paths
 
-    def fine(self) -> np.ndarray:
-        """The fine grid (σ descending from σ_0, then 0) of the held-back noises' converged results, and of a
-        pathwise sampler's limit."""
-        levels = noise_level_grid(float(self.grid[-1]), self.sigma0, self.plan.reference, self.kind)[::-1]
-        return np.append(levels, 0.0)
-
     def follow_paths(self, pool: dict[str, np.ndarray]) -> None:
         """A pathwise sampler's `paths` over every σ the pool and the fine grid run, and the teacher noises'
         `limit`: the SDE on the fine grid on each noise's path."""
-        self.paths = paths_for(self.sampler, [self.fine(), *pool.values()], self.seed)
+        self.paths = paths_for(self.sampler, [self.fine, *pool.values()], self.seed)
         tick = time.perf_counter()
-        self.limit = solve(self.denoise, self.starting_states(self.sigma0), self.fine(), self.sampler, 0,
+        self.limit = solve(self.denoise, self.starting_states(self.sigma0), self.fine, self.sampler, 0,
                            self.batch_size, self.budget.spend, self.paths)
         self.model_seconds += time.perf_counter() - tick
 
@@ -431,7 +428,7 @@ class _Run:
         best = min(searched, key=lambda k: searched[k].total)
         first, batch, spend = self.plan.samples, self.batch_size, self.budget.spend
         converged = self.sampler if self.paths is not None else "dpmpp_2m"
-        reference = solve(self.denoise, self.starting_states(self.sigma0, held=True), self.fine(), converged, first,
+        reference = solve(self.denoise, self.starting_states(self.sigma0, held=True), self.fine, converged, first,
                           batch, spend, self.paths)
         distance = {name: per_noise_distance(solve(self.denoise, self.starting_states(float(pool[name][0]), held=True),
                                                    pool[name], self.sampler, first, batch, spend, self.paths),
